@@ -1,0 +1,129 @@
+"""Google Cloud Storage store (`gs://bucket/prefix`).
+
+Every conditional write is an upload with `ifGenerationMatch` (0 for create-only);
+GCS answers 412 when it does not hold. 429, 5xx and connection errors are retried by
+google-cloud-storage's own jittered exponential backoff, bounded by the write timeout.
+GCS generations are never reused for a key, so they serve as ours unchanged.
+Set STORAGE_EMULATOR_HOST to use an emulator (fake-gcs-server in the tests).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from google.api_core import exceptions as google_errors
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+
+from governor.store.base import (
+    ABSENT,
+    DEFAULT_WRITE_TIMEOUT_S,
+    Generation,
+    Precondition,
+    PreconditionFailed,
+    StoreConfigError,
+    StoredObject,
+    WriteContention,
+    validate_key,
+)
+
+
+def _client() -> Any:
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+    if emulator:
+        from google.auth.credentials import AnonymousCredentials
+
+        return storage.Client(
+            project="emulator",
+            credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
+            client_options={"api_endpoint": emulator},
+        )
+    return storage.Client()
+
+
+class GcsStore:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        client: Any = None,
+    ) -> None:
+        self.url = f"gs://{bucket}/{prefix}".rstrip("/")
+        self.write_timeout_s = write_timeout_s
+        self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._client = client or _client()
+        self._bucket = self._client.bucket(bucket)
+
+    def get(self, key: str) -> StoredObject | None:
+        blob = self._bucket.blob(self._name(key))
+        try:
+            data = blob.download_as_bytes(retry=DEFAULT_RETRY)
+        except google_errors.NotFound as exc:
+            self._raise_if_bucket_missing(exc)
+            return None
+        return StoredObject(data=data, generation=str(blob.generation))
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_generation_match: Precondition,
+        timeout_s: float | None = None,
+    ) -> Generation:
+        timeout = self.write_timeout_s if timeout_s is None else timeout_s
+        blob = self._bucket.blob(self._name(key))
+        try:
+            blob.upload_from_string(
+                data,
+                content_type="application/octet-stream",
+                if_generation_match=_gcs_precondition(if_generation_match),
+                retry=DEFAULT_RETRY.with_timeout(timeout),
+            )
+        except google_errors.PreconditionFailed:
+            raise PreconditionFailed(key, if_generation_match) from None
+        except google_errors.NotFound as exc:
+            self._raise_if_bucket_missing(exc)
+            raise
+        except google_errors.RetryError:
+            raise WriteContention(key, timeout) from None
+        return str(blob.generation)
+
+    def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
+        blob = self._bucket.blob(self._name(key))
+        try:
+            blob.delete(
+                if_generation_match=None
+                if if_generation_match is None
+                else int(if_generation_match),
+                retry=DEFAULT_RETRY,
+            )
+        except google_errors.NotFound:
+            pass
+        except google_errors.PreconditionFailed:
+            raise PreconditionFailed(key, if_generation_match) from None
+
+    def list(self, prefix: str = "") -> list[str]:
+        blobs = self._client.list_blobs(self._bucket, prefix=self._prefix + prefix)
+        return sorted(blob.name[len(self._prefix) :] for blob in blobs)
+
+    def _name(self, key: str) -> str:
+        return self._prefix + validate_key(key)
+
+    def _raise_if_bucket_missing(self, exc: google_errors.NotFound) -> None:
+        if "bucket" in str(exc).lower() and not self._bucket.exists():
+            raise StoreConfigError(
+                f"GCS bucket '{self._bucket.name}' does not exist or this identity cannot "
+                "see it; create it (infra/) or fix GOVERNOR_STORE_URL"
+            ) from exc
+
+
+def _gcs_precondition(expected: Precondition) -> int | None:
+    if expected is None:
+        return None
+    if expected is ABSENT:
+        return 0
+    return int(expected)

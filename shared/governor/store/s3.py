@@ -1,0 +1,148 @@
+"""S3 and S3-compatible store (`s3://bucket/prefix`).
+
+Create-only is `PutObject` with `If-None-Match: *`, replace is `If-Match: <etag>`; S3
+answers 412 when it does not hold. The ETag serves as the generation; because an ETag
+is a hash of the content, every object carries a fresh nonce in its header
+(see envelope.py) so a generation is never reused. 409 ConditionalRequestConflict
+(another conditional write in flight) is retried with jittered backoff within the
+write timeout; 5xx and throttling are retried by botocore ("standard" mode).
+The endpoint comes from AWS_ENDPOINT_URL (MinIO, moto in the tests).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from governor.store import envelope
+from governor.store.base import (
+    ABSENT,
+    DEFAULT_WRITE_TIMEOUT_S,
+    Generation,
+    Precondition,
+    PreconditionFailed,
+    StoreConfigError,
+    StoredObject,
+    WriteContention,
+    validate_key,
+)
+
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 5},
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _is_conditional_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and _code(exc) == "ConditionalRequestConflict"
+
+
+class S3Store:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        *,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+        client: Any = None,
+    ) -> None:
+        self.url = f"s3://{bucket}/{prefix}".rstrip("/")
+        self.write_timeout_s = write_timeout_s
+        self._bucket = bucket
+        self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._client = client or boto3.client("s3", config=_CLIENT_CONFIG)
+
+    def get(self, key: str) -> StoredObject | None:
+        name = self._name(key)
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=name)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise self._translate(exc) from exc
+        _nonce, data = envelope.unwrap(response["Body"].read(), where=f"{self.url}/{key}")
+        return StoredObject(data=data, generation=response["ETag"])
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_generation_match: Precondition,
+        timeout_s: float | None = None,
+    ) -> Generation:
+        timeout = self.write_timeout_s if timeout_s is None else timeout_s
+        request: dict[str, Any] = {
+            "Bucket": self._bucket,
+            "Key": self._name(key),
+            "Body": envelope.wrap(envelope.new_token(), data),
+            "ContentType": "application/octet-stream",
+        }
+        if if_generation_match is ABSENT:
+            request["IfNoneMatch"] = "*"
+        elif if_generation_match is not None:
+            request["IfMatch"] = if_generation_match
+        retrying = Retrying(
+            retry=retry_if_exception(_is_conditional_conflict),
+            wait=wait_random_exponential(multiplier=0.05, max=1),
+            stop=stop_after_delay(timeout),
+        )
+        try:
+            response = retrying(self._client.put_object, **request)
+        except RetryError:
+            raise WriteContention(key, timeout) from None
+        except ClientError as exc:
+            # If-Match on a key that no longer exists answers 404: the version is gone.
+            if _code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                raise PreconditionFailed(key, if_generation_match) from None
+            raise self._translate(exc) from exc
+        return str(response["ETag"])
+
+    def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._name(key)}
+        if if_generation_match is not None:
+            request["IfMatch"] = if_generation_match
+        try:
+            self._client.delete_object(**request)
+        except ClientError as exc:
+            if _code(exc) in ("NoSuchKey", "404"):
+                return
+            if _code(exc) in ("PreconditionFailed", "412"):
+                raise PreconditionFailed(key, if_generation_match) from None
+            raise self._translate(exc) from exc
+
+    def list(self, prefix: str = "") -> list[str]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        keys: list[str] = []
+        try:
+            for page in paginator.paginate(Bucket=self._bucket, Prefix=self._prefix + prefix):
+                keys.extend(item["Key"][len(self._prefix) :] for item in page.get("Contents", []))
+        except ClientError as exc:
+            raise self._translate(exc) from exc
+        return sorted(keys)
+
+    def _name(self, key: str) -> str:
+        return self._prefix + validate_key(key)
+
+    def _translate(self, exc: ClientError) -> Exception:
+        if _code(exc) == "NoSuchBucket":
+            return StoreConfigError(
+                f"S3 bucket '{self._bucket}' does not exist; create it or fix GOVERNOR_STORE_URL"
+            )
+        error: Exception = exc
+        return error

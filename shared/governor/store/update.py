@@ -1,0 +1,78 @@
+"""The read-modify-write loop every change of shared state goes through."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from governor.store.base import (
+    ABSENT,
+    Generation,
+    ObjectStore,
+    PreconditionFailed,
+    WriteContention,
+)
+
+_BACKOFF_FIRST_S: Final = 0.002
+_BACKOFF_MAX_S: Final = 0.25
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateResult:
+    data: bytes
+    generation: Generation
+    written: bool
+    """False when `fn` returned the bytes already stored, so nothing was written."""
+    conflicts: int
+    """How many times another writer got in first and `fn` was applied again."""
+
+
+def update(
+    store: ObjectStore,
+    key: str,
+    fn: Callable[[bytes | None], bytes],
+    *,
+    timeout_s: float | None = None,
+) -> UpdateResult:
+    """Apply `fn` to the current bytes of `key` (None if absent) and store the result.
+
+    `fn` must be pure: on a conflict it is applied again to the newer bytes. Returning
+    the current bytes unchanged writes nothing. Gives up with WriteContention when it
+    cannot get through within `timeout_s` (default: the store's write timeout).
+    """
+    timeout = store.write_timeout_s if timeout_s is None else timeout_s
+    deadline = time.monotonic() + timeout
+    conflicts = 0
+    pause = _BACKOFF_FIRST_S
+    while True:
+        current = store.get(key)
+        old = None if current is None else current.data
+        new = fn(old)
+        if current is not None and new == current.data:
+            return UpdateResult(
+                current.data, current.generation, written=False, conflicts=conflicts
+            )
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WriteContention(key, timeout)
+        try:
+            generation = store.put(
+                key,
+                new,
+                if_generation_match=ABSENT if current is None else current.generation,
+                timeout_s=remaining,
+            )
+        except PreconditionFailed:
+            conflicts += 1
+        except WriteContention:
+            raise WriteContention(key, timeout) from None
+        else:
+            return UpdateResult(new, generation, written=True, conflicts=conflicts)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise WriteContention(key, timeout)
+        time.sleep(min(remaining, random.uniform(0, pause)))
+        pause = min(_BACKOFF_MAX_S, pause * 2)

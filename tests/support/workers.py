@@ -27,6 +27,8 @@ def run_processes(
 ) -> list[Any]:
     """Start one process per arg set, release them together, return their results.
 
+    Results come in the order the processes finished, not the order of `arg_sets`.
+
     Each target is called as target(*args, start, results) and must put exactly one
     ("ok", value) or ("error", text) on `results`.
     """
@@ -95,7 +97,7 @@ def read_counter(url: str, key: str, stop_file: str, start: Event, results: Any)
 def claim_ids(url: str, worker: int, count: int, start: Event, results: Any) -> None:
     """Create `count` new sequential ids with create-only writes, probing upward on conflict."""
 
-    def work() -> list[str]:
+    def work() -> tuple[int, list[str]]:
         store = open_store(url)
         start.wait()
         claimed = []
@@ -111,7 +113,7 @@ def claim_ids(url: str, worker: int, count: int, start: Event, results: Any) -> 
                     continue
                 claimed.append(key)
                 break
-        return claimed
+        return worker, claimed
 
     _report(results, work)
 

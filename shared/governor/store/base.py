@@ -8,6 +8,7 @@ compare-and-swap on it cannot be fooled by an A-B-A sequence.
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Protocol, TypeAlias
@@ -86,6 +87,15 @@ class ObjectStore(Protocol):
 
         Raises PreconditionFailed if it does not hold, WriteContention if the write
         could not get through within `timeout_s` (default: the store's write timeout).
+        """
+        ...
+
+    def exclusive(self, key: str, *, timeout_s: float | None = None) -> ContextManager[bool]:
+        """Keep other writers of this store out for one read-modify-write, where that is cheap.
+
+        Local: the root writer lock, so writers queue instead of colliding. GCS and S3:
+        nothing (the conditional put alone decides). Yields whether another writer was in
+        the way. Correctness never depends on it: the conditional put still checks.
         """
         ...
 

@@ -27,7 +27,8 @@ class UpdateResult:
     written: bool
     """False when `fn` returned the bytes already stored, so nothing was written."""
     conflicts: int
-    """How many times another writer got in first and `fn` was applied again."""
+    """How many times another writer was in the way: it wrote first (so `fn` ran again on
+    its result) or, on the local store, this one had to wait for it."""
 
 
 def update(

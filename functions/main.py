@@ -15,7 +15,7 @@ import flask
 import functions_framework
 from governor import __version__
 from governor.config import AppSettings, ConfigError, load_settings
-from governor.events import InvalidDelivery, parse_delivery
+from governor.events import MAX_BODY_BYTES, InvalidDelivery, parse_delivery
 from governor.logs import configure_logging
 from governor.store import ObjectStore, StoreError, open_store
 
@@ -71,6 +71,8 @@ def github_webhook(request: flask.Request) -> flask.Response:
         settings = _settings()
     except ConfigError as exc:
         return _unavailable(f"governor is not configured: {exc}", 60)
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _json(413, {"error": "body is over GitHub's 25 MB webhook limit"})
     body = request.get_data(cache=True)
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:

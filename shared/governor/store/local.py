@@ -44,7 +44,7 @@ from governor.store.base import (
 LOCK_NAME: Final = ".governor.lock"
 TEMP_PREFIX: Final = ".tmp-"
 _POLL_FIRST_S: Final = 0.0005
-_POLL_MAX_S: Final = 0.01
+_POLL_MAX_S: Final = 0.05
 
 
 class LocalStore:

@@ -32,7 +32,7 @@ def serve_function(target: str, env: dict[str, str]) -> Iterator[str]:
                 "127.0.0.1",
                 "--port",
                 str(port),
-            ],  # fmt: skip
+            ],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **env},

@@ -1,0 +1,77 @@
+"""Changed paths -> risk class. Pure: the caller fetches the diff."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from governor.config import POLICY_PATH, Policy
+
+
+class Risk(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedFile:
+    """One entry of GitHub's compare `files`: a rename carries its old name too."""
+
+    filename: str
+    status: str = "modified"
+    previous_filename: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskAssessment:
+    level: Risk
+    unknown: bool = False
+    """True when the file list is not whole (GitHub truncated it, or it could not be fetched)."""
+    high_paths: tuple[str, ...] = ()
+    medium_paths: tuple[str, ...] = ()
+    policy_changed: bool = False
+    files_considered: int = 0
+    notes: tuple[str, ...] = field(default=())
+
+
+def paths_of(files: Iterable[ChangedFile]) -> list[str]:
+    """Every path a change touches: a renamed file counts under both names."""
+    paths = []
+    for changed in files:
+        paths.append(changed.filename)
+        if changed.previous_filename and changed.previous_filename != changed.filename:
+            paths.append(changed.previous_filename)
+    return paths
+
+
+def assess(policy: Policy, files: Sequence[ChangedFile], *, complete: bool) -> RiskAssessment:
+    """Classify a change. `complete=False` (truncated or unfetchable file list) is HIGH, unknown."""
+    paths = paths_of(files)
+    high = tuple(path for path in paths if policy.high_risk_spec.match_file(path))
+    high_set = set(high)
+    medium = tuple(
+        path for path in paths if path not in high_set and policy.medium_risk_spec.match_file(path)
+    )
+    policy_changed = POLICY_PATH in paths
+    notes = []
+    if not complete:
+        notes.append("the list of changed files is incomplete, so the risk is unknown")
+    if policy_changed:
+        notes.append(f"the release policy itself ({POLICY_PATH}) changed")
+    if not complete or policy_changed or high:
+        level = Risk.HIGH
+    elif medium:
+        level = Risk.MEDIUM
+    else:
+        level = Risk.LOW
+    return RiskAssessment(
+        level=level,
+        unknown=not complete,
+        high_paths=high,
+        medium_paths=medium,
+        policy_changed=policy_changed,
+        files_considered=len(paths),
+        notes=tuple(notes),
+    )

@@ -1,0 +1,239 @@
+"""Release state of one repository and its pure transitions.
+
+A transition takes a state and values (including `now`) and returns a new state; the
+ledger runs it inside the store's compare-and-swap loop, so it may run more than once
+and must not do anything else. Every transition bumps `version` and drops history that
+has aged out, so the document stays small however long the repository lives: what is
+kept is bounded by time, never by a count that could hide a dispatch.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION: Final = 1
+DISPATCH_RETENTION: Final = timedelta(hours=24)
+"""Dispatches are needed for the hourly rate limit and for spotting a half-done dispatch."""
+FAILURE_RETENTION: Final = timedelta(days=7)
+"""Longest cooldown allowed by the policy schema is 7 days."""
+HOLD_RETENTION: Final = timedelta(days=30)
+FAILURE_ISSUE_APPEND_WINDOW: Final = timedelta(minutes=30)
+RATE_WINDOW: Final = timedelta(hours=1)
+
+V = TypeVar("V")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Dispatch(_Model):
+    sha: str
+    intent_id: str
+    at: datetime
+    run_id: int | None = None
+    run_url: str | None = None
+
+
+class Failure(_Model):
+    sha: str
+    first_at: datetime
+    last_at: datetime
+    count: int = 1
+    issue_number: int | None = None
+    conclusion: str = "failure"
+
+
+class Approval(_Model):
+    sha: str
+    by: str
+    at: datetime
+    via: Literal["label", "comment", "cli"]
+
+
+class Hold(_Model):
+    sha: str
+    reason: str
+    at: datetime
+    until: datetime | None = None
+
+
+class EmergencyFreeze(_Model):
+    reason: str
+    by: str
+    at: datetime
+    until: datetime | None = None
+
+
+class ReleaseState(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    version: int = Field(default=0, description="Bumped by every transition.")
+    repo_id: int
+    repo: str = Field(description="owner/name when last seen; the id survives renames.")
+    production_sha: str | None = None
+    production_previous_sha: str | None = None
+    production_at: datetime | None = None
+    dispatches: tuple[Dispatch, ...] = ()
+    failures: dict[str, Failure] = Field(default_factory=dict)
+    approvals: dict[str, tuple[Approval, ...]] = Field(default_factory=dict)
+    holds: dict[str, Hold] = Field(default_factory=dict)
+    emergency_freeze: EmergencyFreeze | None = None
+
+    # -- queries ------------------------------------------------------------------
+
+    def dispatch_for(self, sha: str) -> Dispatch | None:
+        return next((d for d in self.dispatches if d.sha == sha), None)
+
+    def dispatches_since(self, since: datetime) -> tuple[Dispatch, ...]:
+        return tuple(d for d in self.dispatches if d.at > since)
+
+    def approvals_for(self, sha: str) -> tuple[Approval, ...]:
+        return self.approvals.get(sha, ())
+
+    def failure_issue_to_append(self, sha: str, now: datetime) -> int | None:
+        """The open failure issue of `sha` if it last failed within 30 minutes, else None."""
+        failure = self.failures.get(sha)
+        if failure is None or failure.issue_number is None:
+            return None
+        return failure.issue_number if now - failure.last_at < FAILURE_ISSUE_APPEND_WINDOW else None
+
+
+def new_state(repo_id: int, repo: str) -> ReleaseState:
+    return ReleaseState(repo_id=repo_id, repo=repo)
+
+
+def _next(state: ReleaseState, now: datetime, **changes: Any) -> ReleaseState:
+    """Apply `changes`, bump the version and drop what has aged out."""
+    changed = state.model_copy(update={**changes, "version": state.version + 1})
+    return changed.model_copy(
+        update={
+            "dispatches": tuple(d for d in changed.dispatches if now - d.at < DISPATCH_RETENTION),
+            "failures": {
+                sha: f for sha, f in changed.failures.items() if now - f.last_at < FAILURE_RETENTION
+            },
+            "holds": {sha: h for sha, h in changed.holds.items() if now - h.at < HOLD_RETENTION},
+            "approvals": {
+                sha: a
+                for sha, a in changed.approvals.items()
+                if a and now - a[-1].at < HOLD_RETENTION
+            },
+        }
+    )
+
+
+def _without(mapping: Mapping[str, V], sha: str) -> dict[str, V]:
+    return {key: value for key, value in mapping.items() if key != sha}
+
+
+# -- transitions -------------------------------------------------------------------
+
+
+def record_intent(state: ReleaseState, sha: str, intent_id: str, now: datetime) -> ReleaseState:
+    """Write down, before dispatching, that `sha` is about to be dispatched.
+
+    If `sha` already has a dispatch (this intent or another's), the state is returned
+    unchanged: the caller compares intent ids to learn whether it won.
+    """
+    if state.dispatch_for(sha) is not None:
+        return state
+    return _next(
+        state,
+        now,
+        dispatches=(*state.dispatches, Dispatch(sha=sha, intent_id=intent_id, at=now)),
+        holds=_without(state.holds, sha),
+    )
+
+
+def record_run(
+    state: ReleaseState, sha: str, intent_id: str, run_id: int, run_url: str | None, now: datetime
+) -> ReleaseState:
+    """The dispatch of `intent_id` started workflow run `run_id`."""
+    dispatches = tuple(
+        d.model_copy(update={"run_id": run_id, "run_url": run_url})
+        if d.sha == sha and d.intent_id == intent_id and d.run_id is None
+        else d
+        for d in state.dispatches
+    )
+    if dispatches == state.dispatches:
+        return state
+    return _next(state, now, dispatches=dispatches)
+
+
+def deploy_succeeded(state: ReleaseState, sha: str, now: datetime) -> ReleaseState:
+    """`sha` is in production now: previous <- current <- sha."""
+    if state.production_sha == sha:
+        return state
+    return _next(
+        state,
+        now,
+        production_previous_sha=state.production_sha,
+        production_sha=sha,
+        production_at=now,
+        holds=_without(state.holds, sha),
+        approvals=_without(state.approvals, sha),
+        failures=_without(state.failures, sha),
+    )
+
+
+def deploy_failed(state: ReleaseState, sha: str, conclusion: str, now: datetime) -> ReleaseState:
+    """The deploy of `sha` failed: the cooldown starts now; the failure issue stays with it."""
+    previous = state.failures.get(sha)
+    failure = (
+        previous.model_copy(
+            update={"last_at": now, "count": previous.count + 1, "conclusion": conclusion}
+        )
+        if previous is not None
+        else Failure(sha=sha, first_at=now, last_at=now, conclusion=conclusion)
+    )
+    return _next(state, now, failures={**state.failures, sha: failure})
+
+
+def failure_issue_opened(
+    state: ReleaseState, sha: str, issue_number: int, now: datetime
+) -> ReleaseState:
+    failure = state.failures.get(sha)
+    if failure is None or failure.issue_number == issue_number:
+        return state
+    updated = failure.model_copy(update={"issue_number": issue_number})
+    return _next(state, now, failures={**state.failures, sha: updated})
+
+
+def approval_recorded(state: ReleaseState, approval: Approval, now: datetime) -> ReleaseState:
+    existing = state.approvals_for(approval.sha)
+    if any(a.by == approval.by for a in existing):
+        return state
+    return _next(state, now, approvals={**state.approvals, approval.sha: (*existing, approval)})
+
+
+def hold_recorded(
+    state: ReleaseState, sha: str, reason: str, until: datetime | None, now: datetime
+) -> ReleaseState:
+    current = state.holds.get(sha)
+    if current is not None and (current.reason, current.until) == (reason, until):
+        return state
+    hold = Hold(sha=sha, reason=reason, at=now, until=until)
+    return _next(state, now, holds={**state.holds, sha: hold})
+
+
+def superseded(state: ReleaseState, sha: str, now: datetime) -> ReleaseState:
+    """`sha` will never ship: forget its hold and approvals."""
+    if sha not in state.holds and sha not in state.approvals:
+        return state
+    return _next(
+        state,
+        now,
+        holds=_without(state.holds, sha),
+        approvals=_without(state.approvals, sha),
+    )
+
+
+def emergency_freeze_set(
+    state: ReleaseState, freeze: EmergencyFreeze | None, now: datetime
+) -> ReleaseState:
+    if state.emergency_freeze == freeze:
+        return state
+    return _next(state, now, emergency_freeze=freeze)

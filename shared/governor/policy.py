@@ -113,7 +113,7 @@ def _rate_limit_until(policy: Policy, inputs: DecisionInputs) -> datetime | None
     return oldest_first[len(recent) - policy.max_deploys_per_hour] + RATE_WINDOW
 
 
-def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911  (one return per rule)
+def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one branch per rule)
     policy, risk, now = inputs.policy, inputs.risk, inputs.now
     if policy is None or (isinstance(policy, Policy) and not policy.enabled):
         return Decision(

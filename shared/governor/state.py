@@ -9,8 +9,8 @@ kept is bounded by time, never by a count that could hide a dispatch.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -149,7 +149,13 @@ def record_intent(state: ReleaseState, sha: str, intent_id: str, now: datetime) 
 
 
 def record_run(
-    state: ReleaseState, sha: str, intent_id: str, run_id: int, run_url: str | None, now: datetime
+    state: ReleaseState,
+    sha: str,
+    *,
+    intent_id: str,
+    run_id: int,
+    run_url: str | None,
+    now: datetime,
 ) -> ReleaseState:
     """The dispatch of `intent_id` started workflow run `run_id`."""
     dispatches = tuple(

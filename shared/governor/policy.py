@@ -130,7 +130,8 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
     freeze = _freeze(policy, inputs.state, now)
     if freeze is not None:
         return _hold(Reason.FREEZE_WINDOW, inputs, freeze.reason, freeze.until)
-    approved = bool(inputs.approvals)
+    approvals = tuple(a for a in inputs.approvals if a.sha == inputs.sha)  # per SHA, never wider
+    approved = bool(approvals)
     if (
         inputs.state.production_sha is None
         and policy.require_approval_for_first_deploy
@@ -159,7 +160,7 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
             return _hold(Reason.DEGRADED_MEDIUM_HOLD, inputs, "production is degraded")
         return _allow(Reason.ALLOW_MEDIUM, inputs, "medium-risk change")
     if approved:
-        by = ", ".join(sorted({a.by for a in inputs.approvals}))
+        by = ", ".join(sorted({a.by for a in approvals}))
         return _allow(Reason.ALLOW_HIGH_APPROVED, inputs, f"high-risk change approved by {by}")
     if policy.approval.mode is ApprovalMode.ENVIRONMENT:
         return Decision(

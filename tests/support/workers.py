@@ -177,3 +177,38 @@ def put_and_hang_before_rename(url: str, key: str, data: bytes, ready_file: str)
 
     local.os.replace = replace_then_hang  # type: ignore[assignment]
     open_store(url).put(key, data, if_generation_match=None)
+
+
+def race_intent(url: str, repo_id: int, sha: str, now_iso: str, start: Event, results: Any) -> None:
+    """Record a dispatch intent for `sha`; report (my intent id, whether mine is the one kept)."""
+    from datetime import datetime
+
+    from governor.ledger import Ledger
+    from governor.state import record_intent
+    from governor.store.envelope import new_token
+
+    def work() -> tuple[str, bool]:
+        ledger = Ledger(open_store(url))
+        me = new_token()
+        now = datetime.fromisoformat(now_iso)
+        start.wait()
+        after = ledger.transition(repo_id, "octo/app", lambda s: record_intent(s, sha, me, now))
+        dispatch = after.dispatch_for(sha)
+        assert dispatch is not None
+        return me, dispatch.intent_id == me
+
+    _report(results, work)
+
+
+def claim_delivery(url: str, guid: str, now_iso: str, start: Event, results: Any) -> None:
+    from datetime import datetime
+
+    from governor.ledger import Ledger
+
+    def work() -> str:
+        ledger = Ledger(open_store(url))
+        now = datetime.fromisoformat(now_iso)
+        start.wait()
+        return ledger.claim_delivery(guid, "workflow_run", now).status.value
+
+    _report(results, work)

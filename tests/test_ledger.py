@@ -1,0 +1,151 @@
+"""The ledger on every backend: delivery claims, state CAS, decision records, run markers."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from governor.ledger import (
+    MAX_EVALUATIONS_KEPT,
+    ClaimStatus,
+    Evaluation,
+    Ledger,
+    delivery_key,
+)
+from governor.state import deploy_succeeded, record_intent
+from governor.store import ObjectStore, open_store
+
+from tests.support import workers
+from tests.support.decisions import SHA
+
+NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
+GUID = "72d3162e-cc78-11e3-81ab-4c9367dc0958"
+
+
+@pytest.fixture
+def ledger(store: ObjectStore) -> Ledger:
+    return Ledger(store)
+
+
+class TestDeliveryClaims:
+    def test_first_claim_wins_and_a_duplicate_is_in_progress(self, ledger: Ledger) -> None:
+        first = ledger.claim_delivery(GUID, "workflow_run", NOW)
+        second = ledger.claim_delivery(GUID, "workflow_run", NOW + timedelta(seconds=5))
+        assert first.status is ClaimStatus.CLAIMED and not first.takeover
+        assert second.status is ClaimStatus.IN_PROGRESS
+        assert second.lease_until == first.lease_until
+
+    def test_done_delivery_answers_with_the_recorded_outcome(self, ledger: Ledger) -> None:
+        ledger.claim_delivery(GUID, "workflow_run", NOW)
+        ledger.finish_delivery(GUID, {"decision": "ALLOW", "reason": "allow_low"}, NOW)
+        again = ledger.claim_delivery(GUID, "workflow_run", NOW + timedelta(hours=1))
+        assert again.status is ClaimStatus.DONE
+        assert again.outcome == {"decision": "ALLOW", "reason": "allow_low"}
+
+    def test_an_expired_lease_is_taken_over(self, ledger: Ledger) -> None:
+        first = ledger.claim_delivery(GUID, "workflow_run", NOW, lease=timedelta(seconds=60))
+        taken = ledger.claim_delivery(GUID, "workflow_run", NOW + timedelta(seconds=60))
+        assert taken.status is ClaimStatus.CLAIMED and taken.takeover
+        assert taken.owner != first.owner
+
+    def test_a_released_claim_can_be_taken_at_once(self, ledger: Ledger) -> None:
+        first = ledger.claim_delivery(GUID, "workflow_run", NOW)
+        ledger.release_delivery(GUID, first.owner, NOW + timedelta(seconds=1))
+        retry = ledger.claim_delivery(GUID, "workflow_run", NOW + timedelta(seconds=2))
+        assert retry.status is ClaimStatus.CLAIMED and retry.takeover
+
+    def test_releasing_someone_elses_claim_does_nothing(self, ledger: Ledger) -> None:
+        ledger.claim_delivery(GUID, "workflow_run", NOW)
+        ledger.release_delivery(GUID, "not-the-owner", NOW)
+        later = ledger.claim_delivery(GUID, "workflow_run", NOW + timedelta(seconds=1))
+        assert later.status is ClaimStatus.IN_PROGRESS
+
+    def test_odd_guids_are_refused(self) -> None:
+        for guid in ["", "../x", "a/b", "x" * 200]:
+            with pytest.raises(ValueError, match="delivery GUID"):
+                delivery_key(guid)
+
+
+class TestState:
+    def test_unknown_repo_starts_empty(self, ledger: Ledger) -> None:
+        state = ledger.read_state(7, "octo/app")
+        assert state.production_sha is None and state.version == 0
+
+    def test_transition_is_stored_and_a_no_op_writes_nothing(
+        self, ledger: Ledger, store: ObjectStore
+    ) -> None:
+        after = ledger.transition(7, "octo/app", lambda s: deploy_succeeded(s, SHA, NOW))
+        assert after.production_sha == SHA and after.version == 1
+        stored = store.get("repos/7/state.json")
+        assert stored is not None
+        ledger.transition(7, "octo/app", lambda s: deploy_succeeded(s, SHA, NOW))
+        unchanged = store.get("repos/7/state.json")
+        assert unchanged is not None and unchanged.generation == stored.generation
+        assert ledger.read_state(7, "octo/app") == after
+
+    def test_a_rename_updates_the_name_but_not_the_key(self, ledger: Ledger) -> None:
+        ledger.transition(7, "octo/app", lambda s: deploy_succeeded(s, SHA, NOW))
+        renamed = ledger.transition(7, "octo/new-name", lambda s: record_intent(s, SHA, "i", NOW))
+        assert renamed.repo == "octo/new-name" and renamed.production_sha == SHA
+
+
+class TestDecisionsAndRuns:
+    def evaluation(self, n: int) -> Evaluation:
+        return Evaluation(
+            at=NOW + timedelta(minutes=n),
+            delivery=None,
+            trigger="reconcile",
+            outcome="HOLD",
+            reason="cooldown",
+            risk="LOW",
+            detail=f"evaluation {n}",
+        )
+
+    def test_evaluations_are_appended_and_bounded(self, ledger: Ledger) -> None:
+        for n in range(MAX_EVALUATIONS_KEPT + 5):
+            record = ledger.record_evaluation(7, "octo/app", SHA, self.evaluation(n))
+        assert record.total_evaluations == MAX_EVALUATIONS_KEPT + 5
+        assert len(record.evaluations) == MAX_EVALUATIONS_KEPT
+        assert record.evaluations[0].detail == "evaluation 0"
+        assert (
+            record.latest is not None
+            and record.latest.detail == f"evaluation {MAX_EVALUATIONS_KEPT + 4}"
+        )
+        assert ledger.read_decision(7, SHA) == record
+
+    def test_a_run_is_marked_processed_once(self, ledger: Ledger) -> None:
+        assert ledger.mark_run_processed(7, 1234, 1, {"conclusion": "success"})
+        assert not ledger.mark_run_processed(7, 1234, 1, {"conclusion": "success"})
+        assert ledger.mark_run_processed(7, 1234, 2, {"conclusion": "failure"})
+
+
+@pytest.mark.slow
+def test_thirty_two_processes_race_for_one_intent_exactly_one_wins(store_url: str) -> None:
+    results = workers.run_processes(
+        workers.race_intent, [(store_url, 7, SHA, NOW.isoformat())] * 32
+    )
+    winners = [intent for intent, won in results if won]
+    assert len(winners) == 1
+    state = Ledger(open_store(store_url)).read_state(7, "octo/app")
+    assert len(state.dispatches) == 1 and state.dispatches[0].intent_id == winners[0]
+
+
+@pytest.mark.slow
+def test_thirty_two_intents_for_thirty_two_shas_are_all_kept(store_url: str) -> None:
+    shas = [f"{i:040x}" for i in range(32)]
+    results = workers.run_processes(
+        workers.race_intent, [(store_url, 7, sha, NOW.isoformat()) for sha in shas]
+    )
+    assert all(won for _intent, won in results)
+    state = Ledger(open_store(store_url)).read_state(7, "octo/app")
+    assert sorted(d.sha for d in state.dispatches) == shas
+    assert state.version == 32
+
+
+@pytest.mark.slow
+def test_twenty_processes_claim_one_delivery_exactly_one_processes_it(store_url: str) -> None:
+    statuses = workers.run_processes(
+        workers.claim_delivery, [(store_url, GUID, NOW.isoformat())] * 20
+    )
+    assert Counter(statuses) == {"claimed": 1, "in_progress": 19}

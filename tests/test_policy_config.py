@@ -85,7 +85,7 @@ mode: shadow
             "mon",
         ),
         (
-            "freeze: {ranges: [{start: '2026-12-24T00:00:00', end: '2026-12-25T00:00:00', reason: x}]}",
+            "freeze: {ranges: [{start: '2026-12-24T00:00', end: '2026-12-25T00:00', reason: x}]}",
             "freeze.ranges.0",
             "UTC offset",
         ),

@@ -1,6 +1,8 @@
 """`make bench`: every benchmark, one after the other, in one run."""
 
-from bench import store_contention
+from bench import decision, store_contention
 
 if __name__ == "__main__":
+    decision.main([])
+    print()
     store_contention.main([])

@@ -143,3 +143,25 @@ def test_outside_every_window_is_not_frozen() -> None:
     assert freeze_at(policy, utc(2026, 11, 30, 0, 30)) is not None  # Mon 09:30 JST
     assert freeze_at(policy, utc(2026, 11, 30, 1, 0)) is None  # Mon 10:00 JST
     assert freeze_at(policy, utc(2026, 11, 29, 0, 30)) is None  # Sun 09:30 JST
+
+
+class TestEdgesInsideTheChangingHour:
+    """Berlin, window Sun 01:00-02:30: 02:30 is skipped in spring and repeated in autumn."""
+
+    policy = freeze(
+        timezone="Europe/Berlin", weekly=[{"days": ["sun"], "start": "01:00", "end": "02:30"}]
+    )
+
+    def test_spring_a_skipped_end_ends_the_window_at_the_jump(self) -> None:
+        # 2026-03-29: 02:00 CET (01:00 UTC) jumps to 03:00 CEST.
+        found = freeze_at(self.policy, utc(2026, 3, 29, 0, 45))  # 01:45 CET
+        assert found is not None and found.until == utc(2026, 3, 29, 1, 0)
+        assert freeze_at(self.policy, utc(2026, 3, 29, 1, 0)) is None  # 03:00 CEST
+
+    def test_autumn_a_repeated_end_counts_the_next_time_it_comes(self) -> None:
+        # 2026-10-25: 03:00 CEST (01:00 UTC) falls back to 02:00 CET.
+        first = freeze_at(self.policy, utc(2026, 10, 25, 0, 15))  # 02:15 CEST
+        assert first is not None and first.until == utc(2026, 10, 25, 0, 30)
+        second = freeze_at(self.policy, utc(2026, 10, 25, 1, 15))  # 02:15 CET, again
+        assert second is not None and second.until == utc(2026, 10, 25, 1, 30)
+        assert second.until > utc(2026, 10, 25, 1, 15)

@@ -129,3 +129,25 @@ def test_settings_defaults_and_private_key(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setenv("GOVERNOR_MODE", "yolo")
     with pytest.raises(ConfigError, match="GOVERNOR_MODE"):
         load_settings()
+
+
+def test_unquoted_yaml_times_are_read_as_times() -> None:
+    result = parse_policy("freeze: {weekly: [{days: [fri], start: 16:00, end: 24:00}]}")
+    assert isinstance(result, Policy)
+    assert (result.freeze.weekly[0].start, result.freeze.weekly[0].end) == ("16:00", "24:00")
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            "freeze: {weekly: [{days: [fri], start: '24:00', end: '02:00'}]}",
+            "freeze.weekly.0.start",
+        ),
+        ("default_branch: ''", "default_branch"),
+        ("high_risk_paths: ['']", "high_risk_paths"),
+        ("degraded: {issue_label: ''}", "degraded.issue_label"),
+    ],
+)
+def test_empty_or_out_of_range_values_are_refused(text: str, key: str) -> None:
+    assert problem(text).key == key

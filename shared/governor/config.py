@@ -21,6 +21,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -197,6 +198,8 @@ class _Strict(BaseModel):
 
 
 def _check_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    if any(not pattern.strip() for pattern in patterns):
+        raise ValueError("empty pattern")
     try:
         pathspec.GitIgnoreSpec.from_lines(patterns)
     except (ValueError, TypeError) as exc:
@@ -218,6 +221,7 @@ class ApprovalPolicy(_Strict):
 class DegradedPolicy(_Strict):
     issue_label: str | None = Field(
         default="production-degraded",
+        min_length=1,
         description="Production counts as degraded while an open issue has this label.",
     )
     manual: bool = Field(
@@ -226,7 +230,18 @@ class DegradedPolicy(_Strict):
 
 
 _DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CLOCK = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+_CLOCK_START = r"^([01]\d|2[0-3]):[0-5]\d$"
+_CLOCK_END = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+
+
+def _clock_text(value: object) -> object:
+    """YAML 1.1 reads an unquoted 16:00 as the base-60 number 960: turn it back into 16:00."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 24 * 60:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
+Clock = Annotated[str, BeforeValidator(_clock_text)]
 
 
 def _minutes(clock: str) -> int:
@@ -238,9 +253,9 @@ class WeeklyWindow(_Strict):
     """A deny window every week, in the policy's time zone; `end` before `start` spans midnight."""
 
     days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
-    start: str = Field(pattern=_CLOCK.pattern, description="HH:MM, local time")
-    end: str = Field(pattern=_CLOCK.pattern, description="HH:MM local time, 24:00 for midnight")
-    reason: str = "weekly freeze"
+    start: Clock = Field(pattern=_CLOCK_START, description="HH:MM, local time")
+    end: Clock = Field(pattern=_CLOCK_END, description="HH:MM local time, 24:00 for midnight")
+    reason: str = Field(default="weekly freeze", min_length=1)
 
     @model_validator(mode="after")
     def _not_empty(self) -> WeeklyWindow:
@@ -300,14 +315,14 @@ class Policy(_Strict):
     """A repository's release policy. Every key is optional; see docs/policy.md."""
 
     enabled: bool = True
-    default_branch: str | None = None
+    default_branch: str | None = Field(default=None, min_length=1)
     verification_workflow: str = Field(
         default="verify-main.yml",
         min_length=1,
         description="Workflow name, or file name / path under .github/workflows.",
     )
     deploy_workflow: str | None = Field(default=None, description="File name, e.g. deploy.yml.")
-    deploy_ref: str | None = Field(default=None, description="Branch to dispatch on.")
+    deploy_ref: str | None = Field(default=None, min_length=1, description="Branch to dispatch on.")
     high_risk_paths: PathPatterns = DEFAULT_HIGH_RISK_PATHS
     medium_risk_paths: PathPatterns = DEFAULT_MEDIUM_RISK_PATHS
     cooldown_minutes: int = Field(default=30, ge=0, le=7 * 24 * 60)

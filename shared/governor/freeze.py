@@ -25,6 +25,7 @@ class Freeze:
 
 
 def _local_minute(moment: datetime, policy: FreezePolicy) -> tuple[int, float, datetime]:
+    """Weekday, minute of the day (with fraction) and local time of `moment`."""
     local = moment.astimezone(policy.zone)
     minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
     return local.weekday(), minute, local
@@ -34,23 +35,40 @@ def _window_end(window: WeeklyWindow, moment: datetime, policy: FreezePolicy) ->
     """If `window` covers `moment`, the UTC instant its current occurrence ends; else None."""
     weekday, minute, local = _local_minute(moment, policy)
     start, end = window.start_minute, window.end_minute
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, fold=0)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
     if start < end:  # within one day
         if weekday in window.weekdays and start <= minute < end:
-            return _at(midnight, end, policy)
+            return _first_reaching(midnight + timedelta(minutes=end), moment, policy)
         return None
     # Spans midnight: [start, 24:00) on a listed day, then [00:00, end) the day after.
     if weekday in window.weekdays and minute >= start:
-        return _at(midnight + timedelta(days=1), end, policy)
+        return _first_reaching(midnight + timedelta(days=1, minutes=end), moment, policy)
     if (weekday - 1) % 7 in window.weekdays and minute < end:
-        return _at(midnight, end, policy)
+        return _first_reaching(midnight + timedelta(minutes=end), moment, policy)
     return None
 
 
-def _at(local_midnight: datetime, minute_of_day: int, policy: FreezePolicy) -> datetime:
-    """The UTC instant the local wall clock shows `minute_of_day` on that local date."""
-    naive = local_midnight.replace(tzinfo=None) + timedelta(minutes=minute_of_day)
-    return naive.replace(tzinfo=policy.zone).astimezone(UTC)
+def _first_reaching(wall: datetime, after: datetime, policy: FreezePolicy) -> datetime:
+    """The first UTC instant after `after` at which the local wall clock reads `wall` or later.
+
+    Usually one instant. When the clocks fall back, `wall` may occur twice: the first
+    occurrence after `after` counts. When they spring forward, `wall` may not exist: the
+    window then ends at the jump, found by bisection between the two readings.
+    """
+    zone = policy.zone
+    readings = sorted({wall.replace(tzinfo=zone, fold=fold).astimezone(UTC) for fold in (0, 1)})
+    exists = readings[0].astimezone(zone).replace(tzinfo=None) == wall
+    if exists:
+        return next((r for r in readings if r > after), readings[-1])
+    # The jump lies between the two readings; zone transitions fall on whole seconds.
+    low, high = int(readings[0].timestamp()), int(readings[-1].timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).replace(tzinfo=None) >= wall:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def _covering(policy: FreezePolicy, moment: datetime) -> list[tuple[str, datetime]]:

@@ -72,14 +72,19 @@ class Decision:
         return self.outcome is Outcome.ALLOW
 
 
+def _level(inputs: DecisionInputs) -> Risk:
+    """Unknown risk counts as HIGH, whatever level came with it: fail closed."""
+    return Risk.HIGH if inputs.risk.unknown else inputs.risk.level
+
+
 def _hold(
     reason: Reason, inputs: DecisionInputs, detail: str, until: datetime | None = None
 ) -> Decision:
-    return Decision(Outcome.HOLD, reason, inputs.risk.level, detail, until)
+    return Decision(Outcome.HOLD, reason, _level(inputs), detail, until)
 
 
 def _allow(reason: Reason, inputs: DecisionInputs, detail: str) -> Decision:
-    return Decision(Outcome.ALLOW, reason, inputs.risk.level, detail)
+    return Decision(Outcome.ALLOW, reason, _level(inputs), detail)
 
 
 def governor_error(detail: str) -> Decision:
@@ -114,7 +119,8 @@ def _rate_limit_until(policy: Policy, inputs: DecisionInputs) -> datetime | None
 
 
 def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one branch per rule)
-    policy, risk, now = inputs.policy, inputs.risk, inputs.now
+    policy, now = inputs.policy, inputs.now
+    level = _level(inputs)
     if policy is None or (isinstance(policy, Policy) and not policy.enabled):
         return Decision(
             Outcome.IGNORE, Reason.DISABLED, None, "the governor is off for this repository"
@@ -138,7 +144,7 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
         and not approved
     ):
         return _hold(Reason.FIRST_DEPLOY_REQUIRED, inputs, "the first deploy needs an approval")
-    if inputs.degraded and risk.level is Risk.HIGH:
+    if inputs.degraded and level is Risk.HIGH:
         return _hold(
             Reason.DEGRADED_HIGH_RISK, inputs, "production is degraded and the risk is HIGH"
         )
@@ -147,15 +153,13 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
         return _hold(Reason.COOLDOWN, inputs, "this SHA failed to deploy recently", cooldown_until)
     rate_until = _rate_limit_until(policy, inputs)
     if rate_until is not None:
-        return _hold(
-            Reason.RATE_LIMIT,
-            inputs,
-            f"{policy.max_deploys_per_hour} deploys in the last hour already",
-            rate_until,
-        )
-    if risk.level is Risk.LOW:
+        recent = len(inputs.state.dispatches_since(now - RATE_WINDOW))
+        limit = policy.max_deploys_per_hour
+        detail = f"{recent} deploys in the last hour, the limit is {limit}"
+        return _hold(Reason.RATE_LIMIT, inputs, detail, rate_until)
+    if level is Risk.LOW:
         return _allow(Reason.ALLOW_LOW, inputs, "low-risk change")
-    if risk.level is Risk.MEDIUM:
+    if level is Risk.MEDIUM:
         if inputs.degraded:
             return _hold(Reason.DEGRADED_MEDIUM_HOLD, inputs, "production is degraded")
         return _allow(Reason.ALLOW_MEDIUM, inputs, "medium-risk change")
@@ -166,10 +170,10 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
         return Decision(
             Outcome.ALLOW,
             Reason.ALLOW_HIGH_ENVIRONMENT,
-            risk.level,
+            level,
             "high-risk change: the deploy waits for the environment's reviewers",
             awaiting_environment_approval=True,
         )
-    if risk.unknown:
+    if inputs.risk.unknown:
         return _hold(Reason.RISK_UNKNOWN, inputs, "the changed files could not all be seen")
     return _hold(Reason.HIGH_RISK_NO_APPROVAL, inputs, "high-risk change needs an approval")

@@ -95,7 +95,10 @@ class ReleaseState(_Model):
         return self.approvals.get(sha, ())
 
     def failure_issue_to_append(self, sha: str, now: datetime) -> int | None:
-        """The open failure issue of `sha` if it last failed within 30 minutes, else None."""
+        """The failure issue of `sha` to comment on if it last failed within 30 minutes.
+
+        Ask before recording the new failure (`deploy_failed` moves `last_at` to now).
+        """
         failure = self.failures.get(sha)
         if failure is None or failure.issue_number is None:
             return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import flask
@@ -16,8 +17,12 @@ import functions_framework
 from governor import __version__
 from governor.config import AppSettings, ConfigError, load_settings
 from governor.events import MAX_BODY_BYTES, InvalidDelivery, parse_delivery
+from governor.github.api import GitHubApp, RepoApi
+from governor.github.client import RateLimited
+from governor.ledger import Ledger
 from governor.logs import configure_logging
-from governor.store import ObjectStore, StoreError, open_store
+from governor.service import Governor
+from governor.store import ObjectStore, StoreError, WriteContention, open_store
 
 configure_logging()
 log = logging.getLogger("governor.functions")
@@ -34,19 +39,49 @@ def _store() -> ObjectStore:
     return open_store(settings.store_url, write_timeout_s=settings.write_timeout_s)
 
 
+@functools.cache
+def _github_app() -> GitHubApp:
+    settings = _settings()
+    return GitHubApp(
+        settings.github_api_url,
+        settings.app_id(),
+        settings.private_key_pem(),
+        timeout_s=settings.github_timeout_s,
+    )
+
+
+class _ConfiguredGitHub:
+    """Builds the App client on first use, so events that need no GitHub work without it."""
+
+    def repo(self, installation_id: int, full_name: str) -> RepoApi:
+        return _github_app().repo(installation_id, full_name)
+
+
+@functools.cache
+def _governor() -> Governor:
+    settings = _settings()
+    return Governor(
+        settings,
+        Ledger(_store()),
+        _ConfiguredGitHub(),
+        clock=lambda: datetime.now(UTC),
+        lease=timedelta(seconds=settings.delivery_lease_s),
+    )
+
+
 def _json(
     status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> flask.Response:
     return flask.Response(
-        json.dumps(body, sort_keys=True) + "\n",
+        json.dumps(body, sort_keys=True, default=str) + "\n",
         status=status,
         headers=headers,
         mimetype="application/json",
     )
 
 
-def _unavailable(message: str, retry_after_s: int) -> flask.Response:
-    return _json(503, {"error": message}, {"Retry-After": str(retry_after_s)})
+def _unavailable(message: str, retry_after_s: float) -> flask.Response:
+    return _json(503, {"error": message}, {"Retry-After": str(max(1, round(retry_after_s)))})
 
 
 @functions_framework.http
@@ -63,7 +98,7 @@ def health(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
-def github_webhook(request: flask.Request) -> flask.Response:
+def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
     """Receive a GitHub webhook delivery: signature first, then everything else."""
     if request.method != "POST":
         return _json(405, {"error": "send webhook deliveries with POST"}, {"Allow": "POST"})
@@ -86,12 +121,27 @@ def github_webhook(request: flask.Request) -> flask.Response:
     if delivery.event == "ping":
         log.info("ping received", extra=context)
         return _json(200, {"result": "pong", "delivery": delivery.guid})
-    log.info("delivery accepted, no handler yet", extra=context)
-    return _json(
-        200,
-        {
-            "result": "ignored",
-            "why": f"no handler for '{delivery.event}' events in this version",
-            "delivery": delivery.guid,
-        },
-    )
+    try:
+        answer = _governor().handle(delivery)
+    except ConfigError as exc:
+        return _unavailable(f"governor is not configured: {exc}", 60)
+    except WriteContention as exc:
+        log.warning("write contention: %s", exc, extra=context)
+        return _unavailable(str(exc), 5)
+    except RateLimited as exc:
+        log.warning("GitHub rate limit: %s", exc, extra=context)
+        return _unavailable(
+            f"GitHub rate limit; retry after {exc.retry_after_s:.0f} s", exc.retry_after_s
+        )
+    except Exception:
+        log.exception("delivery failed", extra=context)
+        return _json(
+            500,
+            {
+                "error": "the governor failed on this delivery; the SHA is held "
+                "(governor_error) and it will be retried",
+                "delivery": delivery.guid,
+            },
+        )
+    log.info("delivery handled: %s", answer.body.get("result"), extra=context)
+    return _json(answer.status, {**answer.body, "delivery": delivery.guid})

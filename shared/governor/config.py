@@ -89,6 +89,16 @@ class AppSettings(BaseSettings):
         default=None, description="Key that signs decision page links."
     )
     mode: Mode = Field(default=Mode.ENFORCE, description="enforce or shadow, for every repo.")
+    delivery_lease_s: float = Field(
+        default=120,
+        gt=0,
+        le=3600,
+        description="How long a delivery being processed is reserved for its instance; after "
+        "that another instance may take it over (and a dispatch left without a run is retried).",
+    )
+    github_timeout_s: float = Field(
+        default=10, gt=0, le=120, description="Timeout of one request to GitHub."
+    )
 
     @model_validator(mode="after")
     def _one_private_key(self) -> AppSettings:
@@ -97,6 +107,11 @@ class AppSettings(BaseSettings):
                 "set GOVERNOR_GITHUB_PRIVATE_KEY or GOVERNOR_GITHUB_PRIVATE_KEY_PATH, not both"
             )
         return self
+
+    def app_id(self) -> str:
+        if not self.github_app_id:
+            raise ConfigError("no GitHub App id: set GOVERNOR_GITHUB_APP_ID")
+        return self.github_app_id
 
     def private_key_pem(self) -> str:
         """The App's private key, from the value or the file; ConfigError if neither."""

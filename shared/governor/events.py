@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 MAX_BODY_BYTES: Final = 25 * 1024 * 1024
 """GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub."""
 
@@ -56,3 +58,134 @@ def parse_delivery(headers: dict[str, str], body: bytes, secret: bytes) -> Deliv
     if not isinstance(payload, dict):
         raise InvalidDelivery(400, "body is JSON but not an object")
     return Delivery(guid=guid, event=event, payload=payload)
+
+
+# -- typed events ------------------------------------------------------------------------
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class _Account(_Payload):
+    login: str
+
+
+class _Repository(_Payload):
+    id: int
+    full_name: str = Field(pattern=r"^[^/\s]+/[^/\s]+$")
+    default_branch: str | None = None
+
+
+class _Installation(_Payload):
+    id: int
+
+
+class _HeadRepository(_Payload):
+    id: int
+
+
+class _WorkflowRun(_Payload):
+    id: int
+    name: str | None = None
+    path: str | None = None
+    display_title: str | None = None
+    event: str
+    head_branch: str | None = None
+    head_sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    status: str | None = None
+    conclusion: str | None = None
+    run_attempt: int = 1
+    head_repository: _HeadRepository | None = None
+    html_url: str | None = None
+
+
+class _Label(_Payload):
+    name: str
+
+
+class _PullHead(_Payload):
+    sha: str
+
+
+class _PullRequest(_Payload):
+    number: int
+    user: _Account
+    head: _PullHead
+    merge_commit_sha: str | None = None
+
+
+class _Issue(_Payload):
+    number: int
+    user: _Account
+    pull_request: dict[str, Any] | None = None
+
+
+class _Comment(_Payload):
+    body: str
+    user: _Account
+
+
+class _RepoEvent(_Payload):
+    repository: _Repository
+    installation: _Installation
+    sender: _Account
+
+
+class WorkflowRunCompleted(_RepoEvent):
+    workflow_run: _WorkflowRun
+
+
+class PullRequestLabeled(_RepoEvent):
+    label: _Label
+    pull_request: _PullRequest
+
+
+class IssueCommentCreated(_RepoEvent):
+    issue: _Issue
+    comment: _Comment
+
+
+Event = WorkflowRunCompleted | PullRequestLabeled | IssueCommentCreated
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    why: str
+
+
+_HANDLED: Final[
+    dict[tuple[str, str], type[WorkflowRunCompleted | PullRequestLabeled | IssueCommentCreated]]
+] = {
+    ("workflow_run", "completed"): WorkflowRunCompleted,
+    ("pull_request", "labeled"): PullRequestLabeled,
+    ("issue_comment", "created"): IssueCommentCreated,
+}
+_ACKNOWLEDGED: Final = {
+    "installation": "installations are picked up by reconcile; nothing to do now",
+    "installation_repositories": "repositories are picked up by reconcile; nothing to do now",
+    "ping": "pong",
+}
+
+
+def classify(delivery: Delivery) -> Event | Ignored:
+    """The typed event a delivery carries, or why the governor has nothing to do with it.
+
+    Never raises: GitHub sends odd payloads (no installation, null conclusion, empty
+    names), and each gets a clear reason instead of an error.
+    """
+    if delivery.event in _ACKNOWLEDGED:
+        return Ignored(_ACKNOWLEDGED[delivery.event])
+    action = delivery.payload.get("action")
+    model = _HANDLED.get((delivery.event, action if isinstance(action, str) else ""))
+    if model is None:
+        kind = f"'{delivery.event}' events" + (f" with action '{action}'" if action else "")
+        return Ignored(f"{kind} are not used by the governor")
+    if not isinstance(delivery.payload.get("installation"), dict):
+        return Ignored("the payload names no installation, so the governor cannot act on it")
+    try:
+        return model.model_validate(delivery.payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return Ignored(f"payload field '{where}' is unusable: {first['msg']}")

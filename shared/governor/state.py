@@ -86,7 +86,12 @@ class ReleaseState(_Model):
     # -- queries ------------------------------------------------------------------
 
     def dispatch_for(self, sha: str) -> Dispatch | None:
-        return next((d for d in self.dispatches if d.sha == sha), None)
+        """The live dispatch of `sha`: its latest, unless a deploy failure came after it."""
+        latest = next((d for d in reversed(self.dispatches) if d.sha == sha), None)
+        failure = self.failures.get(sha)
+        if latest is not None and failure is not None and failure.last_at >= latest.at:
+            return None  # that deploy failed: the SHA may be dispatched again after cooldown
+        return latest
 
     def dispatches_since(self, since: datetime) -> tuple[Dispatch, ...]:
         return tuple(d for d in self.dispatches if d.at > since)
@@ -148,6 +153,23 @@ def record_intent(state: ReleaseState, sha: str, intent_id: str, now: datetime) 
         now,
         dispatches=(*state.dispatches, Dispatch(sha=sha, intent_id=intent_id, at=now)),
         holds=_without(state.holds, sha),
+    )
+
+
+def retry_intent(
+    state: ReleaseState, sha: str, *, stale_intent_id: str, intent_id: str, now: datetime
+) -> ReleaseState:
+    """Replace an intent whose dispatch never produced a run, so it can be dispatched again.
+
+    Only one retrier wins: the state changes only while the stale intent is still the
+    live, run-less dispatch of `sha`.
+    """
+    live = state.dispatch_for(sha)
+    if live is None or live.intent_id != stale_intent_id or live.run_id is not None:
+        return state
+    replaced = Dispatch(sha=sha, intent_id=intent_id, at=now)
+    return _next(
+        state, now, dispatches=tuple(replaced if d is live else d for d in state.dispatches)
     )
 
 

@@ -1,0 +1,210 @@
+"""The GitHub calls the governor makes, as typed methods. Every one is in the contract test."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import quote
+
+from governor.config import Permission
+from governor.github.auth import InstallationToken, TokenCache, app_jwt
+from governor.github.client import GitHubClient, NotFound
+from governor.risk import ChangedFile
+
+COMPARE_FILE_LIMIT: Final = 300
+"""GitHub lists at most 300 files for a comparison; a list that long may be cut short."""
+_LEGACY_PERMISSION: Final = {"admin": "admin", "write": "write", "read": "read"}
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    status: str
+    """ahead, behind, identical or diverged: how head relates to base."""
+    ahead_by: int
+    behind_by: int
+    files: tuple[ChangedFile, ...]
+    complete: bool
+    """False when GitHub may have left files out (it lists at most 300)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    run_id: int | None
+    run_url: str | None
+    html_url: str | None
+
+
+def _path(*segments: str | int) -> str:
+    return "/" + "/".join(quote(str(s), safe="") for s in segments)
+
+
+class RepoApi:
+    """Calls on one repository with an installation token."""
+
+    def __init__(self, client: GitHubClient, owner: str, name: str) -> None:
+        self._client = client
+        self.owner, self.name = owner, name
+        self.full_name = f"{owner}/{name}"
+
+    def _repo(self, *segments: str | int) -> str:
+        return _path("repos", self.owner, self.name, *segments)
+
+    def repository(self) -> dict[str, Any]:
+        body: dict[str, Any] = self._client.get(self._repo()).json()
+        return body
+
+    def file_text(self, path: str, ref: str) -> str | None:
+        """A file's text at `ref`, or None if it does not exist there."""
+        url = self._repo("contents") + "/" + quote(path, safe="/")
+        try:
+            body = self._client.get(url, {"ref": ref}).json()
+        except NotFound:
+            return None
+        if not isinstance(body, dict) or body.get("type") != "file":
+            return None
+        return base64.b64decode(body.get("content", "")).decode("utf-8", errors="replace")
+
+    def compare(self, base: str, head: str) -> Comparison:
+        """How `head` differs from `base`, with every changed file GitHub lists."""
+        url = self._repo("compare", f"{base}...{head}")
+        first: dict[str, Any] | None = None
+        files: dict[str, ChangedFile] = {}
+        for page in self._client.paginate(url):
+            body = page.json()
+            first = first or body
+            for entry in body.get("files") or []:
+                changed = ChangedFile(
+                    filename=entry["filename"],
+                    status=entry.get("status", "modified"),
+                    previous_filename=entry.get("previous_filename"),
+                )
+                files[changed.filename] = changed
+        assert first is not None
+        return Comparison(
+            status=str(first.get("status", "diverged")),
+            ahead_by=int(first.get("ahead_by", 0)),
+            behind_by=int(first.get("behind_by", 0)),
+            files=tuple(files.values()),
+            complete=len(files) < COMPARE_FILE_LIMIT,
+        )
+
+    def dispatch(self, workflow: str, ref: str, inputs: dict[str, str]) -> DispatchResult:
+        """Start `workflow` on branch `ref`; the run id comes back where GitHub supports it."""
+        response = self._client.post(
+            self._repo("actions", "workflows", workflow, "dispatches"),
+            {"ref": ref, "inputs": inputs, "return_run_details": True},
+        )
+        if response.status_code == 204 or not response.content:
+            return DispatchResult(None, None, None)
+        body = response.json()
+        run_id = body.get("workflow_run_id")
+        return DispatchResult(
+            int(run_id) if run_id is not None else None, body.get("run_url"), body.get("html_url")
+        )
+
+    def workflow_runs(
+        self, workflow: str, *, event: str, branch: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The most recent runs of `workflow` (first page, newest first)."""
+        params: dict[str, Any] = {"event": event, "per_page": 50}
+        if branch:
+            params["branch"] = branch
+        body = self._client.get(self._repo("actions", "workflows", workflow, "runs"), params).json()
+        runs: list[dict[str, Any]] = body.get("workflow_runs", [])
+        return runs
+
+    def run(self, run_id: int) -> dict[str, Any]:
+        body: dict[str, Any] = self._client.get(self._repo("actions", "runs", run_id)).json()
+        return body
+
+    def create_status(
+        self, sha: str, *, state: str, context: str, description: str, target_url: str | None
+    ) -> None:
+        body: dict[str, Any] = {
+            "state": state,
+            "context": context,
+            "description": description[:140],
+        }
+        if target_url:
+            body["target_url"] = target_url
+        self._client.post(self._repo("statuses", sha), body)
+
+    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
+        pulls: list[dict[str, Any]] = self._client.get(self._repo("commits", sha, "pulls")).json()
+        return pulls
+
+    def open_issues_with_label(self, label: str) -> list[dict[str, Any]]:
+        issues: list[dict[str, Any]] = []
+        for page in self._client.paginate(self._repo("issues"), {"labels": label, "state": "open"}):
+            issues.extend(item for item in page.json() if "pull_request" not in item)
+        return issues
+
+    def create_issue(self, title: str, body: str, labels: list[str]) -> int:
+        response = self._client.post(
+            self._repo("issues"), {"title": title, "body": body, "labels": labels}
+        )
+        return int(response.json()["number"])
+
+    def create_comment(self, issue_number: int, body: str) -> None:
+        self._client.post(self._repo("issues", issue_number, "comments"), {"body": body})
+
+    def permission(self, username: str) -> Permission | None:
+        """The user's role on the repository, or None if they have none."""
+        try:
+            body = self._client.get(self._repo("collaborators", username, "permission")).json()
+        except NotFound:
+            return None
+        # role_name is the fine-grained role; a custom role's name is free text, so fall
+        # back to the legacy permission, which is always admin, write, read or none.
+        known = {p.value for p in Permission}
+        for role in (body.get("role_name"), _LEGACY_PERMISSION.get(str(body.get("permission")))):
+            if isinstance(role, str) and role in known:
+                return Permission(role)
+        return None
+
+
+class GitHubApp:
+    """The App: its JWT, installation tokens, and clients per installation."""
+
+    def __init__(
+        self,
+        api_url: str,
+        app_id: str,
+        private_key_pem: str,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._api_url = api_url
+        self._app_id = app_id
+        self._key = private_key_pem
+        self._clock = clock
+        self._timeout_s = timeout_s
+        self._app_client = GitHubClient(api_url, self._jwt_header, timeout_s=timeout_s)
+        self._tokens = TokenCache(self._fetch_token, clock)
+        self._installation_clients: dict[int, GitHubClient] = {}
+
+    def _jwt_header(self) -> str:
+        return "Bearer " + app_jwt(self._app_id, self._key, self._clock())
+
+    def _fetch_token(self, installation_id: int) -> InstallationToken:
+        body = self._app_client.post(
+            _path("app", "installations", installation_id, "access_tokens"), {}
+        ).json()
+        expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+        return InstallationToken(token=body["token"], expires_at=expires)
+
+    def repo(self, installation_id: int, full_name: str) -> RepoApi:
+        client = self._installation_clients.get(installation_id)
+        if client is None:
+            client = GitHubClient(
+                self._api_url,
+                lambda: "token " + self._tokens.token(installation_id),
+                timeout_s=self._timeout_s,
+            )
+            self._installation_clients[installation_id] = client
+        owner, _, name = full_name.partition("/")
+        return RepoApi(client, owner, name)

@@ -1,0 +1,87 @@
+"""What people read: commit status text, unblock hints, failure issues. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Final
+
+from governor.config import ApprovalMode, Mode, Policy, PolicyProblem
+from governor.policy import Decision, Outcome, Reason
+
+STATUS_LIMIT: Final = 140
+"""GitHub refuses a commit status description longer than 140 characters."""
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "a manual lift"
+
+
+def unblock_hint(decision: Decision, policy: Policy | PolicyProblem | None) -> str:
+    """One line on what clears this HOLD, for the status and the decision page."""
+    approval = policy.approval if isinstance(policy, Policy) else None
+    how_to_approve = "approve it"
+    if approval is not None:
+        how_to_approve = (
+            f"comment {approval.command} on its PR"
+            if approval.mode is ApprovalMode.COMMENT
+            else f"add label '{approval.label}' to its PR"
+        )
+    hints = {
+        Reason.POLICY_INVALID: "fix the key named in .github/release-governor.yml",
+        Reason.DEPLOY_NOT_CONFIGURED: "set deploy_workflow in .github/release-governor.yml",
+        Reason.SUPERSEDED: "a newer SHA ships instead; nothing to do",
+        Reason.FREEZE_WINDOW: f"resumes by itself at {_when(decision.until)}",
+        Reason.FIRST_DEPLOY_REQUIRED: how_to_approve,
+        Reason.DEGRADED_HIGH_RISK: "resolve the production incident, then it resumes",
+        Reason.COOLDOWN: f"resumes by itself at {_when(decision.until)}",
+        Reason.RATE_LIMIT: f"resumes by itself at {_when(decision.until)}",
+        Reason.DEGRADED_MEDIUM_HOLD: "resolve the production incident, then it resumes",
+        Reason.HIGH_RISK_NO_APPROVAL: how_to_approve,
+        Reason.RISK_UNKNOWN: f"diff too large to judge; {how_to_approve}",
+        Reason.GOVERNOR_ERROR: "retried automatically by reconcile",
+    }
+    return hints.get(decision.reason, "")
+
+
+def commit_status(
+    decision: Decision, policy: Policy | PolicyProblem | None, mode: Mode
+) -> tuple[str, str]:
+    """(state, description) for the commit status of a decision."""
+    if decision.awaiting_environment_approval:
+        state = "pending"
+    elif decision.outcome is Outcome.ALLOW:
+        state = "success"
+    else:
+        state = "failure"
+    prefix = ""
+    if mode is Mode.SHADOW:
+        state, prefix = "success", "shadow, would "
+    text = f"{prefix}{decision.outcome.value} {decision.reason.value}: {decision.detail}"
+    hint = unblock_hint(decision, policy) if decision.outcome is Outcome.HOLD else ""
+    if hint:
+        text = f"{text}. {hint}"
+    return state, _fit(text)
+
+
+def _fit(text: str) -> str:
+    return text if len(text) <= STATUS_LIMIT else text[: STATUS_LIMIT - 1] + "…"
+
+
+def failure_issue_title(sha: str) -> str:
+    return f"Deploy failure: {sha[:7]}"
+
+
+def failure_issue_body(sha: str, repo: str, conclusion: str, run_url: str | None) -> str:
+    run = f"[the deploy run]({run_url})" if run_url else "the deploy run"
+    return (
+        f"The deploy of `{sha}` to production ended with **{conclusion}** in {run}.\n\n"
+        f"The governor holds this SHA in cooldown; production stays on its previous SHA "
+        f"until a deploy succeeds. Another failure of the same SHA within 30 minutes is "
+        f"added here as a comment.\n\n"
+        f"_Opened by Release Governor for {repo}._"
+    )
+
+
+def failure_comment(sha: str, conclusion: str, run_url: str | None) -> str:
+    run = f" ([run]({run_url}))" if run_url else ""
+    return f"The deploy of `{sha[:7]}` failed again: **{conclusion}**{run}."

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import jwt
 import pytest
-
 from governor.events import (
     Delivery,
     Ignored,
@@ -18,6 +17,7 @@ from governor.events import (
     classify,
 )
 from governor.github.auth import InstallationToken, TokenCache, app_jwt
+
 from tests.support.keys import rsa_key_pair
 
 WEBHOOKS = Path(__file__).parent / "fixtures" / "github" / "webhooks"

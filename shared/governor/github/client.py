@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 import httpx
+
 from governor import __version__
 
 API_VERSION: Final = "2022-11-28"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,15 +41,24 @@ def serve_function(target: str, env: dict[str, str]) -> Iterator[str]:
             cwd=REPO_ROOT,
         )
     url = f"http://127.0.0.1:{port}"
+    serve_function.process = process  # type: ignore[attr-defined]
     try:
         wait_for_http(url + "/", process, log)
         yield url
     finally:
-        process.terminate()
+        process.terminate()  # the gunicorn master stops its workers
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # anything of its group left behind
         serve_function.last_log = log.read_text()  # type: ignore[attr-defined]
         log.unlink(missing_ok=True)
+
+
+def kill_hard(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the whole function instance, as a crashed or evicted instance dies."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()

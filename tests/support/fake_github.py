@@ -1,0 +1,2350 @@
+"""A stateful fake of GitHub's REST API, served over HTTP on 127.0.0.1 for end-to-end tests.
+
+Only GitHub is faked: the governor under test talks to `FakeGitHub.url` as its
+GITHUB_API_URL and gets the answers GitHub gives: the same status codes, JSON shapes (the
+fake's 2xx bodies validate against the response schemas of the OpenAPI subset), error
+bodies `{"message", "documentation_url", "status"}`, Link-header pagination, rate-limit
+headers, JWT and installation-token authentication.
+
+Every request is first matched against the OpenAPI subset (tests/fixtures/github/): an
+operation GitHub does not document answers 404 and is recorded in `violations`; a request
+that breaks the documented contract (undeclared query parameter, wrongly typed value, body
+that does not validate) answers 400 `{"message": "contract violation: ..."}` and is
+recorded too. Missing `Accept: application/vnd.github+json` or `X-GitHub-Api-Version:
+2022-11-28` headers are recorded (not rejected), so a test can assert the client sends them.
+
+Simplifications relative to github.com, on purpose:
+- One linear-or-branching commit graph per repository (each commit has one parent); no
+  merges, tags, trees or blobs. Refs are branch names, `refs/heads/<branch>`, full SHAs
+  or unique SHA prefixes of at least 7 characters.
+- Compare: `files` is the net change of the commits in (merge base, head], sorted by file
+  name and capped at 300 entries like GitHub; it is sent on page 1 only (later pages get
+  `files: []`). Without `page`/`per_page` the commit list holds up to 250 commits.
+- Contents: a file set on a ref is visible at that ref, at the commit a branch ref points
+  to, and at descendants of a commit it was set on (unless a later commit removed it).
+  Directories are not listed.
+- Permissions of installation tokens are reported, not enforced per endpoint. A token of
+  another installation (or scoped to other repositories) gets 404 on a repository, as
+  for a private repository on GitHub.
+- Workflow runs do not run: tests move them with `start_run` / `complete_run`.
+- The commit-status `creator`, issue/comment authors and run actors created through the
+  API are the app's bot user (`<app_slug>[bot]`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Literal, cast
+from urllib.parse import parse_qs, quote, urlencode
+
+import jwt
+
+from tests.support.openapi_contract import ContractViolation, OpenApiContract, Operation
+
+API_VERSION = "2022-11-28"
+MEDIA_TYPE = "application/vnd.github+json"
+RATE_LIMIT = 5000
+MAX_COMPARE_FILES = 300
+COMPARE_DEFAULT_COMMITS = 250
+WEB_URL = "https://github.com"
+DOCS_URL = "https://docs.github.com/rest"
+JWT_MAX_LIFETIME_S = 600
+CLOCK_SLACK_S = 60
+TOKEN_LIFETIME_S = 3600
+
+FILE_STATUSES = frozenset({"added", "removed", "modified", "renamed", "copied", "changed"})
+RUN_CONCLUSIONS = frozenset(
+    {
+        "success",
+        "failure",
+        "neutral",
+        "cancelled",
+        "skipped",
+        "timed_out",
+        "action_required",
+        "stale",
+        "startup_failure",
+    }
+)
+STATUS_STATES = frozenset({"error", "failure", "pending", "success"})
+# fine-grained role -> legacy `permission` of the collaborator-permission endpoint
+ROLE_TO_LEGACY = {
+    "admin": "admin",
+    "maintain": "write",
+    "write": "write",
+    "triage": "read",
+    "read": "read",
+    "none": "none",
+}
+DEFAULT_PERMISSIONS: dict[str, str] = {
+    "actions": "write",
+    "contents": "read",
+    "deployments": "write",
+    "issues": "write",
+    "metadata": "read",
+    "pull_requests": "read",
+    "statuses": "write",
+}
+DEFAULT_EVENTS = ["issue_comment", "pull_request", "push", "workflow_run"]
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
+_SHA_PREFIX = re.compile(r"^[0-9a-f]{7,40}$")
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+JSON = dict[str, Any]
+
+
+def iso(ts: float) -> str:
+    """GitHub's timestamp format: 2011-01-26T19:01:12Z."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _node_id(kind: str, number: int) -> str:
+    return base64.b64encode(f"0:{kind}{number}".encode()).decode().rstrip("=")
+
+
+def _hex(*parts: object) -> str:
+    return hashlib.sha1(
+        "\0".join(str(p) for p in parts).encode(), usedforsecurity=False
+    ).hexdigest()
+
+
+def git_blob_sha(content: bytes) -> str:
+    """The sha Git (and the contents API) gives a blob."""
+    header = f"blob {len(content)}\0".encode()
+    return hashlib.sha1(header + content, usedforsecurity=False).hexdigest()
+
+
+def github_base64(content: bytes) -> str:
+    """Base64 the way the contents API sends it: a newline after every 60 characters."""
+    encoded = base64.b64encode(content).decode()
+    return "".join(encoded[i : i + 60] + "\n" for i in range(0, len(encoded), 60))
+
+
+@dataclass
+class Call:
+    """One request the fake answered."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    json: Any
+    operation_id: str | None
+    status: int
+    headers: dict[str, str]
+
+
+@dataclass
+class _Fault:
+    kind: Literal["fail", "slow", "rate_limit"]
+    status: int = 0
+    headers: dict[str, str] = field(default_factory=dict)
+    body: JSON | None = None
+    delay_s: float = 0.0
+    retry_after_s: int = 1
+
+
+@dataclass
+class _Answer:
+    status: int
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    rate_limited: bool = False
+
+
+@dataclass
+class _Token:
+    token: str
+    installation_id: int
+    expires_at: float
+    repositories: frozenset[str] | None  # lower-case full names, None: all of the installation
+    permissions: dict[str, str]
+
+
+@dataclass
+class _Request:
+    op: Operation
+    path: str
+    query: dict[str, list[str]]
+    body: Any
+    token: _Token | None
+
+    def q(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+class GitHubError(Exception):
+    """Raised by a handler to answer the way GitHub answers an error."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        errors: list[JSON] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.headers = headers or {}
+
+
+def _not_found() -> GitHubError:
+    return GitHubError(404, "Not Found")
+
+
+@dataclass
+class _Commit:
+    sha: str
+    parent: str | None
+    files: list[JSON]
+    message: str
+    author: str
+    timestamp: float
+
+
+@dataclass
+class _Workflow:
+    workflow_id: int
+    file_name: str
+    name: str
+    run_name_template: str
+    inputs: Mapping[str, bool] | None
+    created_at: float
+
+    @property
+    def path(self) -> str:
+        return f".github/workflows/{self.file_name}"
+
+
+@dataclass
+class _Run:
+    run_id: int
+    workflow_id: int
+    run_number: int
+    display_title: str
+    head_branch: str
+    head_sha: str
+    inputs: dict[str, Any]
+    actor: str
+    created_at: float
+    updated_at: float
+    status: str = "queued"
+    conclusion: str | None = None
+    event: str = "workflow_dispatch"
+
+
+@dataclass
+class _Issue:
+    number: int
+    issue_id: int
+    title: str
+    body: str | None
+    user: str
+    labels: list[str]
+    created_at: float
+    updated_at: float
+    state: str = "open"
+    closed_at: float | None = None
+    # set for pull requests, which are issues too on GitHub
+    pull: _Pull | None = None
+
+
+@dataclass
+class _Pull:
+    pull_id: int
+    head_sha: str
+    head_ref: str
+    base_ref: str
+    merge_commit_sha: str | None
+    merged: bool
+
+
+class FakeRepo:
+    """The state of one repository. Every method holds the FakeGitHub's lock."""
+
+    def __init__(
+        self,
+        fake: FakeGitHub,
+        owner: str,
+        name: str,
+        *,
+        repo_id: int,
+        installation_id: int,
+        default_branch: str,
+    ) -> None:
+        self._fake = fake
+        self._lock = fake.lock
+        self.owner = owner
+        self.name = name
+        self.full_name = f"{owner}/{name}"
+        self.repo_id = repo_id
+        self.installation_id = installation_id
+        self.default_branch = default_branch
+        self.created_at = time.time()
+        self._commits: dict[str, _Commit] = {}
+        self._branches: dict[str, str] = {}
+        self._files: dict[tuple[str, str], bytes] = {}
+        self._workflows: dict[int, _Workflow] = {}
+        self._runs: dict[int, _Run] = {}
+        self._run_numbers: dict[int, int] = {}
+        self._statuses: dict[str, list[JSON]] = {}
+        self._issues: dict[int, _Issue] = {}
+        self._comments: dict[int, list[JSON]] = {}
+        self._labels: dict[str, JSON] = {}
+        self._permissions: dict[str, tuple[str, str]] = {}
+        self._gate_reviews: list[JSON] = []
+
+    # ----------------------------------------------------------------- URLs and shapes
+
+    @property
+    def api_url(self) -> str:
+        return f"{self._fake.url}/repos/{self.full_name}"
+
+    @property
+    def html_url(self) -> str:
+        return f"{WEB_URL}/{self.full_name}"
+
+    def _owner_json(self) -> JSON:
+        return self._fake.user_json(self.owner, kind="Organization")
+
+    def repo_json(self, *, minimal: bool = False) -> JSON:
+        """The repository object: the full one, or the 'minimal repository' of runs."""
+        api = self.api_url
+        doc: JSON = {
+            "id": self.repo_id,
+            "node_id": _node_id("Repository", self.repo_id),
+            "name": self.name,
+            "full_name": self.full_name,
+            "private": False,
+            "owner": self._owner_json(),
+            "html_url": self.html_url,
+            "description": None,
+            "fork": False,
+            "url": api,
+            "archive_url": f"{api}/{{archive_format}}{{/ref}}",
+            "assignees_url": f"{api}/assignees{{/user}}",
+            "blobs_url": f"{api}/git/blobs{{/sha}}",
+            "branches_url": f"{api}/branches{{/branch}}",
+            "collaborators_url": f"{api}/collaborators{{/collaborator}}",
+            "comments_url": f"{api}/comments{{/number}}",
+            "commits_url": f"{api}/commits{{/sha}}",
+            "compare_url": f"{api}/compare/{{base}}...{{head}}",
+            "contents_url": f"{api}/contents/{{+path}}",
+            "contributors_url": f"{api}/contributors",
+            "deployments_url": f"{api}/deployments",
+            "downloads_url": f"{api}/downloads",
+            "events_url": f"{api}/events",
+            "forks_url": f"{api}/forks",
+            "git_commits_url": f"{api}/git/commits{{/sha}}",
+            "git_refs_url": f"{api}/git/refs{{/sha}}",
+            "git_tags_url": f"{api}/git/tags{{/sha}}",
+            "hooks_url": f"{api}/hooks",
+            "issue_comment_url": f"{api}/issues/comments{{/number}}",
+            "issue_events_url": f"{api}/issues/events{{/number}}",
+            "issues_url": f"{api}/issues{{/number}}",
+            "keys_url": f"{api}/keys{{/key_id}}",
+            "labels_url": f"{api}/labels{{/name}}",
+            "languages_url": f"{api}/languages",
+            "merges_url": f"{api}/merges",
+            "milestones_url": f"{api}/milestones{{/number}}",
+            "notifications_url": f"{api}/notifications{{?since,all,participating}}",
+            "pulls_url": f"{api}/pulls{{/number}}",
+            "releases_url": f"{api}/releases{{/id}}",
+            "stargazers_url": f"{api}/stargazers",
+            "statuses_url": f"{api}/statuses/{{sha}}",
+            "subscribers_url": f"{api}/subscribers",
+            "subscription_url": f"{api}/subscription",
+            "tags_url": f"{api}/tags",
+            "teams_url": f"{api}/teams",
+            "trees_url": f"{api}/git/trees{{/sha}}",
+        }
+        if minimal:
+            return doc
+        open_count = sum(1 for issue in self._issues.values() if issue.state == "open")
+        pushed = max((c.timestamp for c in self._commits.values()), default=self.created_at)
+        doc.update(
+            {
+                "created_at": iso(self.created_at),
+                "updated_at": iso(pushed),
+                "pushed_at": iso(pushed),
+                "git_url": f"git://github.com/{self.full_name}.git",
+                "ssh_url": f"git@github.com:{self.full_name}.git",
+                "clone_url": f"{self.html_url}.git",
+                "svn_url": self.html_url,
+                "homepage": None,
+                "size": 0,
+                "stargazers_count": 0,
+                "watchers_count": 0,
+                "language": None,
+                "has_issues": True,
+                "has_projects": True,
+                "has_downloads": True,
+                "has_wiki": True,
+                "has_pages": False,
+                "has_discussions": False,
+                "forks_count": 0,
+                "mirror_url": None,
+                "archived": False,
+                "disabled": False,
+                "open_issues_count": open_count,
+                "license": None,
+                "allow_forking": True,
+                "is_template": False,
+                "web_commit_signoff_required": False,
+                "topics": [],
+                "visibility": "public",
+                "forks": 0,
+                "open_issues": open_count,
+                "watchers": 0,
+                "default_branch": self.default_branch,
+                "network_count": 0,
+                "subscribers_count": 0,
+            }
+        )
+        return doc
+
+    def _installation_ref(self) -> JSON:
+        return {
+            "id": self.installation_id,
+            "node_id": _node_id("Installation", self.installation_id),
+        }
+
+    # ----------------------------------------------------------------------- commits
+
+    def add_commit(
+        self,
+        sha: str,
+        *,
+        files: list[JSON],
+        parent: str | None = None,
+        branch: str | None = None,
+        message: str | None = None,
+        author: str = "octocat",
+    ) -> None:
+        """Add a commit on `branch` (default: the default branch) and move the branch to it.
+
+        `parent` defaults to the branch's current tip (None for the first commit), which
+        builds a linear history; give another parent to fork a branch. `files` are compare
+        file entries: `filename`, `status` (added/removed/modified/renamed) and, for
+        renames, `previous_filename`; `additions`, `deletions`, `patch` are optional.
+        """
+        if not _SHA.match(sha):
+            raise ValueError(f"a commit sha is 40 lower-case hex digits, not {sha!r}")
+        for entry in files:
+            if entry.get("status") not in FILE_STATUSES or not entry.get("filename"):
+                raise ValueError(f"not a compare file entry: {entry!r}")
+            if entry["status"] == "renamed" and not entry.get("previous_filename"):
+                raise ValueError(f"a renamed file needs previous_filename: {entry!r}")
+        with self._lock:
+            if sha in self._commits:
+                raise ValueError(f"commit {sha} already exists")
+            target = branch or self.default_branch
+            if parent is None:
+                parent = self._branches.get(target)
+            elif parent not in self._commits:
+                raise ValueError(f"unknown parent commit {parent}")
+            self._commits[sha] = _Commit(
+                sha=sha,
+                parent=parent,
+                files=[dict(entry) for entry in files],
+                message=message or f"Change {sha[:7]}",
+                author=author,
+                timestamp=time.time(),
+            )
+            self._branches[target] = sha
+
+    def set_branch(self, name: str, sha: str) -> None:
+        with self._lock:
+            if sha not in self._commits:
+                raise ValueError(f"unknown commit {sha}")
+            self._branches[name] = sha
+
+    def tip(self, branch: str | None = None) -> str | None:
+        with self._lock:
+            return self._branches.get(branch or self.default_branch)
+
+    def resolve(self, ref: str) -> str | None:
+        """The commit a ref names: a branch, refs/heads/<branch>, a SHA or SHA prefix."""
+        with self._lock:
+            if ref.startswith("refs/heads/"):
+                return self._branches.get(ref.removeprefix("refs/heads/"))
+            if ref in self._branches:
+                return self._branches[ref]
+            if ref in self._commits:
+                return ref
+            if _SHA_PREFIX.match(ref):
+                found = [sha for sha in self._commits if sha.startswith(ref)]
+                if len(found) == 1:
+                    return found[0]
+            return None
+
+    def _chain(self, sha: str) -> list[str]:
+        chain: list[str] = []
+        current: str | None = sha
+        while current is not None:
+            chain.append(current)
+            current = self._commits[current].parent
+        return chain
+
+    def _git_user(self, login: str, ts: float) -> JSON:
+        return {"name": login, "email": f"{login}@users.noreply.github.com", "date": iso(ts)}
+
+    def commit_json(self, sha: str) -> JSON:
+        commit = self._commits[sha]
+        api = self.api_url
+        tree = _hex("tree", sha)
+        parents = [commit.parent] if commit.parent else []
+        return {
+            "sha": sha,
+            "node_id": _node_id("Commit", int(sha[:8], 16)),
+            "url": f"{api}/commits/{sha}",
+            "html_url": f"{self.html_url}/commit/{sha}",
+            "comments_url": f"{api}/commits/{sha}/comments",
+            "commit": {
+                "author": self._git_user(commit.author, commit.timestamp),
+                "committer": {
+                    "name": "GitHub",
+                    "email": "noreply@github.com",
+                    "date": iso(commit.timestamp),
+                },
+                "message": commit.message,
+                "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
+                "url": f"{api}/git/commits/{sha}",
+                "comment_count": 0,
+                "verification": {
+                    "verified": False,
+                    "reason": "unsigned",
+                    "signature": None,
+                    "payload": None,
+                    "verified_at": None,
+                },
+            },
+            "author": self._fake.user_json(commit.author),
+            "committer": self._fake.user_json("web-flow"),
+            "parents": [
+                {"sha": p, "url": f"{api}/commits/{p}", "html_url": f"{self.html_url}/commit/{p}"}
+                for p in parents
+            ],
+        }
+
+    def _file_json(self, entry: JSON, head: str) -> JSON:
+        filename = entry["filename"]
+        additions = int(entry.get("additions", 0))
+        deletions = int(entry.get("deletions", 0))
+        doc: JSON = {
+            "sha": entry.get("sha") or _hex("blob", head, filename),
+            "filename": filename,
+            "status": entry["status"],
+            "additions": additions,
+            "deletions": deletions,
+            "changes": int(entry.get("changes", additions + deletions)),
+            "blob_url": f"{self.html_url}/blob/{head}/{quote(filename)}",
+            "raw_url": f"{self.html_url}/raw/{head}/{quote(filename)}",
+            "contents_url": f"{self.api_url}/contents/{quote(filename)}?ref={head}",
+        }
+        if "patch" in entry:
+            doc["patch"] = entry["patch"]
+        if entry.get("previous_filename"):
+            doc["previous_filename"] = entry["previous_filename"]
+        return doc
+
+    @staticmethod
+    def _apply_change(net: dict[str, JSON], change: JSON) -> None:
+        name = change["filename"]
+        status = change["status"]
+        prev = net.pop(name, None)
+        merged = dict(change)
+        if prev is not None:
+            for count in ("additions", "deletions"):
+                merged[count] = int(prev.get(count, 0)) + int(change.get(count, 0))
+            merged.pop("changes", None)
+        if status == "renamed":
+            older = net.pop(change["previous_filename"], None)
+            if older is not None and older["status"] == "added":
+                merged["status"] = "added"
+                merged.pop("previous_filename", None)
+            elif older is not None and older["status"] == "renamed":
+                merged["previous_filename"] = older["previous_filename"]
+            net[name] = merged
+            return
+        previous = prev["status"] if prev is not None else None
+        if previous == "added":
+            if status != "removed":  # added then removed: no change at all
+                net[name] = {**merged, "status": "added"}
+        elif previous == "removed" and status == "added":
+            net[name] = {**merged, "status": "modified"}
+        elif previous == "renamed" and prev is not None:
+            if status == "removed":  # renamed then removed: the old name is gone
+                old = prev["previous_filename"]
+                net[old] = {"filename": old, "status": "removed"}
+            else:
+                net[name] = {
+                    **merged,
+                    "status": "renamed",
+                    "previous_filename": prev["previous_filename"],
+                }
+        else:
+            net[name] = merged
+
+    @classmethod
+    def _net_files(cls, commits: list[_Commit]) -> list[JSON]:
+        """The net change of consecutive commits, like a diff of their ends.
+
+        Added then modified is added, added then removed disappears, removed then added is
+        modified, renames follow the file; additions/deletions add up.
+        """
+        net: dict[str, JSON] = {}
+        for commit in commits:
+            for change in commit.files:
+                cls._apply_change(net, change)
+        return [net[name] for name in sorted(net)]
+
+    def _comparison(self, base_ref: str, head_ref: str) -> JSON:
+        base = self.resolve(base_ref)
+        head = self.resolve(head_ref)
+        if base is None or head is None:
+            raise _not_found()
+        head_chain = self._chain(head)
+        base_chain = self._chain(base)
+        if base == head:
+            status, merge_base, ahead, behind = "identical", base, 0, 0
+        elif base in head_chain:
+            status, merge_base = "ahead", base
+            ahead, behind = head_chain.index(base), 0
+        elif head in base_chain:
+            status, merge_base = "behind", head
+            ahead, behind = 0, base_chain.index(head)
+        else:
+            base_set = set(base_chain)
+            common = next((sha for sha in head_chain if sha in base_set), None)
+            if common is None:
+                raise GitHubError(404, f"No common ancestor between {base_ref} and {head_ref}.")
+            status, merge_base = "diverged", common
+            ahead, behind = head_chain.index(common), base_chain.index(common)
+        commits = [self._commits[sha] for sha in reversed(head_chain[:ahead])]
+        return {
+            "base": base,
+            "head": head,
+            "status": status,
+            "merge_base": merge_base,
+            "ahead_by": ahead,
+            "behind_by": behind,
+            "commits": commits,
+            "files": self._net_files(commits),
+        }
+
+    def changed_file_count(self, base: str, head: str) -> int:
+        """How many files really changed between base and head (compare caps at 300)."""
+        with self._lock:
+            return len(self._comparison(base, head)["files"])
+
+    # ----------------------------------------------------------------------- contents
+
+    def set_file(self, path: str, content: str, *, ref: str) -> None:
+        """Make `path` hold `content` at `ref` (a branch name or a commit SHA)."""
+        with self._lock:
+            self._files[(ref, path.strip("/"))] = content.encode()
+
+    def _lookup_file(self, path: str, ref: str) -> bytes | None:
+        if (ref, path) in self._files:
+            return self._files[(ref, path)]
+        sha = self.resolve(ref)
+        if sha is None:
+            return None
+        for name, tip in self._branches.items():
+            if tip == sha and (name, path) in self._files:
+                return self._files[(name, path)]
+        for current in self._chain(sha):
+            if (current, path) in self._files:
+                return self._files[(current, path)]
+            for change in self._commits[current].files:
+                gone = change["status"] == "removed" and change["filename"] == path
+                if gone or change.get("previous_filename") == path:
+                    return None
+        return None
+
+    # ---------------------------------------------------------------------- workflows
+
+    def add_workflow(
+        self,
+        file_name: str,
+        *,
+        name: str,
+        workflow_id: int,
+        run_name_template: str = "Deploy {sha}",
+        inputs: Mapping[str, bool] | None = None,
+    ) -> None:
+        """A workflow with a workflow_dispatch trigger.
+
+        `run_name_template` stands for the workflow's `run-name`: `{input}` placeholders are
+        replaced by the dispatch inputs; if one is missing the title is the workflow name.
+        `inputs` (name -> required) declares the dispatch inputs; None accepts any.
+        """
+        with self._lock:
+            self._workflows[workflow_id] = _Workflow(
+                workflow_id=workflow_id,
+                file_name=file_name,
+                name=name,
+                run_name_template=run_name_template,
+                inputs=dict(inputs) if inputs is not None else None,
+                created_at=time.time(),
+            )
+
+    def _workflow(self, key: str) -> _Workflow:
+        for workflow in self._workflows.values():
+            if key in (str(workflow.workflow_id), workflow.file_name):
+                return workflow
+        raise _not_found()
+
+    def _workflow_json(self, workflow: _Workflow) -> JSON:
+        return {
+            "id": workflow.workflow_id,
+            "node_id": _node_id("Workflow", workflow.workflow_id),
+            "name": workflow.name,
+            "path": workflow.path,
+            "state": "active",
+            "created_at": iso(workflow.created_at),
+            "updated_at": iso(workflow.created_at),
+            "url": f"{self.api_url}/actions/workflows/{workflow.workflow_id}",
+            "html_url": f"{self.html_url}/blob/{self.default_branch}/{workflow.path}",
+            "badge_url": f"{self.html_url}/workflows/{quote(workflow.name)}/badge.svg",
+        }
+
+    def run_json(self, run_id: int) -> JSON:
+        with self._lock:
+            run = self._runs[run_id]
+            workflow = self._workflows[run.workflow_id]
+            api = self.api_url
+            commit = self._commits.get(run.head_sha)
+            run_url = f"{api}/actions/runs/{run.run_id}"
+            suite = run.run_id * 7 + 3
+            head_commit = None
+            if commit is not None:
+                head_commit = {
+                    "id": commit.sha,
+                    "tree_id": _hex("tree", commit.sha),
+                    "message": commit.message,
+                    "timestamp": iso(commit.timestamp),
+                    "author": {
+                        "name": commit.author,
+                        "email": f"{commit.author}@users.noreply.github.com",
+                    },
+                    "committer": {"name": "GitHub", "email": "noreply@github.com"},
+                }
+            actor = self._fake.user_json(run.actor)
+            return {
+                "id": run.run_id,
+                "name": workflow.name,
+                "node_id": _node_id("WorkflowRun", run.run_id),
+                "head_branch": run.head_branch,
+                "head_sha": run.head_sha,
+                "path": workflow.path,
+                "display_title": run.display_title,
+                "run_number": run.run_number,
+                "event": run.event,
+                "status": run.status,
+                "conclusion": run.conclusion,
+                "workflow_id": workflow.workflow_id,
+                "check_suite_id": suite,
+                "check_suite_node_id": _node_id("CheckSuite", suite),
+                "url": run_url,
+                "html_url": f"{self.html_url}/actions/runs/{run.run_id}",
+                "pull_requests": [],
+                "created_at": iso(run.created_at),
+                "updated_at": iso(run.updated_at),
+                "actor": actor,
+                "run_attempt": 1,
+                "referenced_workflows": [],
+                "run_started_at": iso(run.created_at),
+                "triggering_actor": actor,
+                "jobs_url": f"{run_url}/jobs",
+                "logs_url": f"{run_url}/logs",
+                "check_suite_url": f"{api}/check-suites/{suite}",
+                "artifacts_url": f"{run_url}/artifacts",
+                "cancel_url": f"{run_url}/cancel",
+                "rerun_url": f"{run_url}/rerun",
+                "previous_attempt_url": None,
+                "workflow_url": f"{api}/actions/workflows/{workflow.workflow_id}",
+                "head_commit": head_commit,
+                "repository": self.repo_json(minimal=True),
+                "head_repository": self.repo_json(minimal=True),
+            }
+
+    def dispatched_runs(self, workflow_file: str) -> list[JSON]:
+        """Runs created by dispatches of that workflow, oldest first.
+
+        Each is the run as the API shows it plus `inputs` (the dispatch inputs, which the
+        run object on GitHub does not carry).
+        """
+        with self._lock:
+            workflow = self._workflow(workflow_file)
+            return [
+                {**self.run_json(run.run_id), "inputs": dict(run.inputs)}
+                for run in sorted(self._runs.values(), key=lambda r: r.run_id)
+                if run.workflow_id == workflow.workflow_id and run.event == "workflow_dispatch"
+            ]
+
+    def _run_payload(self, run_id: int, action: str, sender: str | None) -> JSON:
+        run = self._runs[run_id]
+        return {
+            "action": action,
+            "workflow_run": self.run_json(run_id),
+            "workflow": self._workflow_json(self._workflows[run.workflow_id]),
+            "repository": self.repo_json(),
+            "organization": self._owner_json(),
+            "installation": self._installation_ref(),
+            "sender": self._fake.user_json(sender or run.actor),
+        }
+
+    def start_run(self, run_id: int) -> JSON:
+        """Move a queued run to in_progress; returns the `workflow_run` in_progress payload."""
+        with self._lock:
+            run = self._runs[run_id]
+            run.status, run.updated_at = "in_progress", time.time()
+            return self._run_payload(run_id, "in_progress", None)
+
+    def complete_run(self, run_id: int, conclusion: str, *, sender: str | None = None) -> JSON:
+        """Finish a run; returns the `workflow_run` completed webhook payload to send."""
+        if conclusion not in RUN_CONCLUSIONS:
+            raise ValueError(f"not a run conclusion: {conclusion!r}")
+        with self._lock:
+            run = self._runs[run_id]
+            run.status, run.conclusion, run.updated_at = "completed", conclusion, time.time()
+            return self._run_payload(run_id, "completed", sender)
+
+    def gate_reviews(self) -> list[JSON]:
+        """Reviews posted to actions/review-custom-gates-for-run, in order."""
+        with self._lock:
+            return [dict(review) for review in self._gate_reviews]
+
+    # ----------------------------------------------------------------------- statuses
+
+    def statuses(self, sha: str) -> list[JSON]:
+        """Commit statuses created on `sha`, oldest first (the API lists newest first)."""
+        with self._lock:
+            return [dict(status) for status in self._statuses.get(sha, [])]
+
+    # -------------------------------------------------------------------- pulls/issues
+
+    def _label_json(self, name: str) -> JSON:
+        key = name.lower()
+        if key not in self._labels:
+            label_id = self._fake.next_id("label")
+            self._labels[key] = {
+                "id": label_id,
+                "node_id": _node_id("Label", label_id),
+                "url": f"{self.api_url}/labels/{quote(name)}",
+                "name": name,
+                "color": _hex("color", key)[:6],
+                "default": False,
+                "description": "",
+            }
+        return dict(self._labels[key])
+
+    def _next_number(self) -> int:
+        return max(self._issues, default=0) + 1
+
+    def add_pull(
+        self,
+        number: int,
+        *,
+        user: str,
+        head_sha: str,
+        merge_commit_sha: str | None,
+        labels: Sequence[str] = (),
+        title: str | None = None,
+        body: str | None = None,
+        head_ref: str | None = None,
+        base_ref: str | None = None,
+        merged: bool | None = None,
+    ) -> None:
+        """A pull request; merged (and closed) when merge_commit_sha is given."""
+        with self._lock:
+            if number in self._issues:
+                raise ValueError(f"#{number} already exists")
+            is_merged = merge_commit_sha is not None if merged is None else merged
+            now = time.time()
+            self._issues[number] = _Issue(
+                number=number,
+                issue_id=self._fake.next_id("issue"),
+                title=title or f"Pull request {number}",
+                body=body,
+                user=user,
+                labels=[self._label_json(label)["name"] for label in labels],
+                created_at=now,
+                updated_at=now,
+                state="closed" if is_merged else "open",
+                closed_at=now if is_merged else None,
+                pull=_Pull(
+                    pull_id=self._fake.next_id("pull"),
+                    head_sha=head_sha,
+                    head_ref=head_ref or f"change-{number}",
+                    base_ref=base_ref or self.default_branch,
+                    merge_commit_sha=merge_commit_sha,
+                    merged=is_merged,
+                ),
+            )
+
+    def _author_association(self, login: str) -> str:
+        if login.lower() == self.owner.lower():
+            return "OWNER"
+        role = self._permissions.get(login.lower())
+        if role is not None and role[1] != "none":
+            return "COLLABORATOR"
+        return "NONE"
+
+    def _pull_json(self, issue: _Issue, *, full: bool) -> JSON:
+        pull = issue.pull
+        assert pull is not None
+        api = self.api_url
+        number = issue.number
+        pull_api = f"{api}/pulls/{number}"
+        html = f"{self.html_url}/pull/{number}"
+        base_sha = self._branches.get(pull.base_ref) or pull.head_sha
+        if pull.merge_commit_sha in self._commits:
+            base_sha = self._commits[pull.merge_commit_sha].parent or base_sha
+        owner = self._owner_json()
+        repo = self.repo_json()
+        doc: JSON = {
+            "url": pull_api,
+            "id": pull.pull_id,
+            "node_id": _node_id("PullRequest", pull.pull_id),
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": f"{api}/issues/{number}",
+            "commits_url": f"{pull_api}/commits",
+            "review_comments_url": f"{pull_api}/comments",
+            "review_comment_url": f"{api}/pulls/comments{{/number}}",
+            "comments_url": f"{api}/issues/{number}/comments",
+            "statuses_url": f"{api}/statuses/{pull.head_sha}",
+            "number": number,
+            "state": issue.state,
+            "locked": False,
+            "title": issue.title,
+            "user": self._fake.user_json(issue.user),
+            "body": issue.body,
+            "labels": [self._label_json(label) for label in issue.labels],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": iso(issue.created_at),
+            "updated_at": iso(issue.updated_at),
+            "closed_at": iso(issue.closed_at) if issue.closed_at else None,
+            "merged_at": iso(issue.closed_at) if pull.merged and issue.closed_at else None,
+            "merge_commit_sha": pull.merge_commit_sha,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{self.owner}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "user": owner,
+                "repo": repo,
+            },
+            "base": {
+                "label": f"{self.owner}:{pull.base_ref}",
+                "ref": pull.base_ref,
+                "sha": base_sha,
+                "user": owner,
+                "repo": repo,
+            },
+            "_links": {
+                "self": {"href": pull_api},
+                "html": {"href": html},
+                "issue": {"href": f"{api}/issues/{number}"},
+                "comments": {"href": f"{api}/issues/{number}/comments"},
+                "review_comments": {"href": f"{pull_api}/comments"},
+                "review_comment": {"href": f"{api}/pulls/comments{{/number}}"},
+                "commits": {"href": f"{pull_api}/commits"},
+                "statuses": {"href": f"{api}/statuses/{pull.head_sha}"},
+            },
+            "author_association": self._author_association(issue.user),
+            "auto_merge": None,
+            "draft": False,
+        }
+        if full:
+            doc.update(
+                {
+                    "merged": pull.merged,
+                    "mergeable": None if issue.state == "closed" else True,
+                    "rebaseable": None if issue.state == "closed" else True,
+                    "mergeable_state": "unknown" if issue.state == "closed" else "clean",
+                    "merged_by": self._fake.user_json(issue.user) if pull.merged else None,
+                    "comments": len(self._comments.get(number, [])),
+                    "review_comments": 0,
+                    "maintainer_can_modify": False,
+                    "commits": 1,
+                    "additions": 0,
+                    "deletions": 0,
+                    "changed_files": 0,
+                }
+            )
+        return doc
+
+    def _issue_json(self, issue: _Issue) -> JSON:
+        api = self.api_url
+        number = issue.number
+        kind = "pull" if issue.pull is not None else "issues"
+        doc: JSON = {
+            "url": f"{api}/issues/{number}",
+            "repository_url": api,
+            "labels_url": f"{api}/issues/{number}/labels{{/name}}",
+            "comments_url": f"{api}/issues/{number}/comments",
+            "events_url": f"{api}/issues/{number}/events",
+            "html_url": f"{self.html_url}/{kind}/{number}",
+            "id": issue.issue_id,
+            "node_id": _node_id("Issue", issue.issue_id),
+            "number": number,
+            "title": issue.title,
+            "user": self._fake.user_json(issue.user),
+            "labels": [self._label_json(label) for label in issue.labels],
+            "state": issue.state,
+            "state_reason": "completed" if issue.state == "closed" else None,
+            "locked": False,
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "comments": len(self._comments.get(number, [])),
+            "created_at": iso(issue.created_at),
+            "updated_at": iso(issue.updated_at),
+            "closed_at": iso(issue.closed_at) if issue.closed_at else None,
+            "active_lock_reason": None,
+            "author_association": self._author_association(issue.user),
+            "body": issue.body,
+            "closed_by": None,
+        }
+        if issue.pull is not None:
+            html = f"{self.html_url}/pull/{number}"
+            merged_at = issue.closed_at if issue.pull.merged else None
+            doc["pull_request"] = {
+                "url": f"{api}/pulls/{number}",
+                "html_url": html,
+                "diff_url": f"{html}.diff",
+                "patch_url": f"{html}.patch",
+                "merged_at": iso(merged_at) if merged_at else None,
+            }
+        return doc
+
+    def _issue(self, number: int) -> _Issue:
+        issue = self._issues.get(number)
+        if issue is None:
+            raise _not_found()
+        return issue
+
+    def _create_issue(self, title: str, body: str | None, labels: Sequence[str], user: str) -> JSON:
+        now = time.time()
+        issue = _Issue(
+            number=self._next_number(),
+            issue_id=self._fake.next_id("issue"),
+            title=title,
+            body=body,
+            user=user,
+            labels=[],
+            created_at=now,
+            updated_at=now,
+        )
+        for label in labels:
+            name = self._label_json(label)["name"]
+            if name not in issue.labels:
+                issue.labels.append(name)
+        self._issues[issue.number] = issue
+        return self._issue_json(issue)
+
+    def open_issue(
+        self,
+        title: str,
+        labels: Sequence[str] = (),
+        *,
+        body: str | None = None,
+        user: str = "octocat",
+    ) -> JSON:
+        """An open issue created by `user` (e.g. a degraded-production issue)."""
+        with self._lock:
+            return self._create_issue(title, body, labels, user)
+
+    def close_issue(self, number: int) -> None:
+        with self._lock:
+            issue = self._issue(number)
+            issue.state, issue.closed_at = "closed", time.time()
+            issue.updated_at = issue.closed_at
+
+    def issues(self) -> list[JSON]:
+        """The issues (not pull requests), oldest first."""
+        with self._lock:
+            return [
+                self._issue_json(issue)
+                for number, issue in sorted(self._issues.items())
+                if issue.pull is None
+            ]
+
+    def _add_comment(self, number: int, body: str, user: str) -> JSON:
+        issue = self._issue(number)
+        comment_id = self._fake.next_id("comment")
+        now = time.time()
+        kind = "pull" if issue.pull is not None else "issues"
+        comment = {
+            "id": comment_id,
+            "node_id": _node_id("IssueComment", comment_id),
+            "url": f"{self.api_url}/issues/comments/{comment_id}",
+            "html_url": f"{self.html_url}/{kind}/{number}#issuecomment-{comment_id}",
+            "body": body,
+            "user": self._fake.user_json(user),
+            "created_at": iso(now),
+            "updated_at": iso(now),
+            "issue_url": f"{self.api_url}/issues/{number}",
+            "author_association": self._author_association(user),
+            "performed_via_github_app": None,
+        }
+        self._comments.setdefault(number, []).append(comment)
+        issue.updated_at = now
+        return dict(comment)
+
+    def comments(self, number: int) -> list[JSON]:
+        """Comments on issue or pull request `number`, oldest first."""
+        with self._lock:
+            return [dict(comment) for comment in self._comments.get(number, [])]
+
+    def label_added_payload(self, number: int, label: str, sender: str) -> JSON:
+        """Put `label` on pull request `number`; returns the `pull_request` labeled payload."""
+        with self._lock:
+            issue = self._issue(number)
+            if issue.pull is None:
+                raise ValueError(f"#{number} is not a pull request")
+            label_json = self._label_json(label)
+            if label_json["name"] not in issue.labels:
+                issue.labels.append(label_json["name"])
+            issue.updated_at = time.time()
+            return {
+                "action": "labeled",
+                "number": number,
+                "pull_request": self._pull_json(issue, full=True),
+                "label": label_json,
+                "repository": self.repo_json(),
+                "organization": self._owner_json(),
+                "installation": self._installation_ref(),
+                "sender": self._fake.user_json(sender),
+            }
+
+    def comment_payload(self, number: int, body: str, sender: str) -> JSON:
+        """Comment on issue/PR `number`; returns the `issue_comment` created payload."""
+        with self._lock:
+            comment = self._add_comment(number, body, sender)
+            return {
+                "action": "created",
+                "issue": self._issue_json(self._issue(number)),
+                "comment": comment,
+                "repository": self.repo_json(),
+                "organization": self._owner_json(),
+                "installation": self._installation_ref(),
+                "sender": self._fake.user_json(sender),
+            }
+
+    # -------------------------------------------------------------------- permissions
+
+    def set_permission(self, username: str, permission: str) -> None:
+        """Role of `username`: admin, maintain, write, triage, read or none."""
+        if permission not in ROLE_TO_LEGACY:
+            raise ValueError(f"not a repository role: {permission!r}")
+        with self._lock:
+            self._permissions[username.lower()] = (username, permission)
+
+    # ====================================================================== handlers
+
+    def _h_get_repo(self, req: _Request) -> _Answer:
+        return _Answer(200, self.repo_json())
+
+    def _h_get_content(self, req: _Request) -> _Answer:
+        path = req.op.path_params["path"].strip("/")
+        ref = req.q("ref") or self.default_branch
+        content = self._lookup_file(path, ref)
+        if content is None:
+            raise _not_found()
+        sha = git_blob_sha(content)
+        url = f"{self.api_url}/contents/{quote(path)}?ref={quote(ref, safe='')}"
+        git_url = f"{self.api_url}/git/blobs/{sha}"
+        html = f"{self.html_url}/blob/{quote(ref)}/{quote(path)}"
+        too_big = len(content) > 1_000_000  # GitHub sends no content for files over 1 MB
+        return _Answer(
+            200,
+            {
+                "type": "file",
+                "encoding": "none" if too_big else "base64",
+                "size": len(content),
+                "name": path.rsplit("/", 1)[-1],
+                "path": path,
+                "content": "" if too_big else github_base64(content),
+                "sha": sha,
+                "url": url,
+                "git_url": git_url,
+                "html_url": html,
+                "download_url": f"https://raw.githubusercontent.com/{self.full_name}/{ref}/{path}",
+                "_links": {"self": url, "git": git_url, "html": html},
+            },
+        )
+
+    def _h_compare(self, req: _Request) -> _Answer:
+        """Compare BASE...HEAD; `commits` is paginated (Link header), `files` is not.
+
+        The (net, sorted, at most 300) `files` list comes with page 1 only; later pages
+        carry `files: []`. GitHub repeats the files on every page; a client that reads
+        files from the first page, as it should, sees no difference.
+        """
+        basehead = req.op.path_params["basehead"]
+        if "..." not in basehead:
+            raise _not_found()
+        base_ref, head_ref = basehead.split("...", 1)
+        cmp = self._comparison(base_ref, head_ref)
+        # Without per_page GitHub lists up to 250 commits; an explicit per_page caps at 100.
+        page_items, links, page = self._fake.paginate(
+            req,
+            cmp["commits"],
+            default_per_page=COMPARE_DEFAULT_COMMITS,
+            max_per_page=100 if req.q("per_page") is not None else COMPARE_DEFAULT_COMMITS,
+        )
+        files = cmp["files"][:MAX_COMPARE_FILES] if page == 1 else []
+        compare_url = f"{self.api_url}/compare/{basehead}"
+        html = f"{self.html_url}/compare/{basehead}"
+        return _Answer(
+            200,
+            {
+                "url": compare_url,
+                "html_url": html,
+                "permalink_url": (
+                    f"{self.html_url}/compare/{self.owner}:{cmp['base'][:7]}"
+                    f"...{self.owner}:{cmp['head'][:7]}"
+                ),
+                "diff_url": f"{html}.diff",
+                "patch_url": f"{html}.patch",
+                "base_commit": self.commit_json(cmp["base"]),
+                "merge_base_commit": self.commit_json(cmp["merge_base"]),
+                "status": cmp["status"],
+                "ahead_by": cmp["ahead_by"],
+                "behind_by": cmp["behind_by"],
+                "total_commits": cmp["ahead_by"],
+                "commits": [self.commit_json(c.sha) for c in page_items],
+                "files": [self._file_json(f, cmp["head"]) for f in files],
+            },
+            links,
+        )
+
+    def _h_get_commit(self, req: _Request) -> _Answer:
+        ref = req.op.path_params["ref"]
+        sha = self.resolve(ref)
+        if sha is None:
+            raise GitHubError(422, f"No commit found for SHA: {ref}")
+        commit = self._commits[sha]
+        files = self._net_files([commit])[:MAX_COMPARE_FILES]
+        additions = sum(int(f.get("additions", 0)) for f in files)
+        deletions = sum(int(f.get("deletions", 0)) for f in files)
+        return _Answer(
+            200,
+            {
+                **self.commit_json(sha),
+                "stats": {
+                    "total": additions + deletions,
+                    "additions": additions,
+                    "deletions": deletions,
+                },
+                "files": [self._file_json(f, sha) for f in files],
+            },
+        )
+
+    def _h_get_branch(self, req: _Request) -> _Answer:
+        name = req.op.path_params["branch"]
+        sha = self._branches.get(name)
+        if sha is None:
+            raise GitHubError(404, "Branch not found")
+        api = self.api_url
+        return _Answer(
+            200,
+            {
+                "name": name,
+                "commit": self.commit_json(sha),
+                "_links": {
+                    "self": f"{api}/branches/{quote(name, safe='')}",
+                    "html": f"{self.html_url}/tree/{name}",
+                },
+                "protected": False,
+                "protection": {
+                    "enabled": False,
+                    "required_status_checks": {
+                        "enforcement_level": "off",
+                        "contexts": [],
+                        "checks": [],
+                    },
+                },
+                "protection_url": f"{api}/branches/{quote(name, safe='')}/protection",
+            },
+        )
+
+    def _h_get_workflow(self, req: _Request) -> _Answer:
+        return _Answer(200, self._workflow_json(self._workflow(req.op.path_params["workflow_id"])))
+
+    def _h_dispatch(self, req: _Request) -> _Answer:
+        workflow = self._workflow(req.op.path_params["workflow_id"])
+        body = cast(JSON, req.body)
+        ref = str(body["ref"])
+        inputs = dict(body.get("inputs") or {})
+        branch = ref.removeprefix("refs/heads/")
+        if _SHA.match(ref) or branch not in self._branches:
+            raise GitHubError(422, f"No ref found for: {ref}")
+        if workflow.inputs is not None:
+            unexpected = sorted(set(inputs) - set(workflow.inputs))
+            if unexpected:
+                raise GitHubError(422, f"Unexpected inputs provided: {json.dumps(unexpected)}")
+            for name, required in workflow.inputs.items():
+                if required and name not in inputs:
+                    raise GitHubError(422, f"Required input '{name}' not provided")
+        values = {k: str(v) for k, v in inputs.items()}
+        placeholders = _PLACEHOLDER.findall(workflow.run_name_template)
+        if all(name in values for name in placeholders):
+            title = _PLACEHOLDER.sub(lambda m: values[m.group(1)], workflow.run_name_template)
+        else:
+            title = workflow.name
+        run_id = self._fake.next_run_id()
+        number = self._run_numbers.get(workflow.workflow_id, 0) + 1
+        self._run_numbers[workflow.workflow_id] = number
+        now = time.time()
+        self._runs[run_id] = _Run(
+            run_id=run_id,
+            workflow_id=workflow.workflow_id,
+            run_number=number,
+            display_title=title or workflow.name,
+            head_branch=branch,
+            head_sha=self._branches[branch],
+            inputs=inputs,
+            actor=self._fake.bot_login,
+            created_at=now,
+            updated_at=now,
+        )
+        if body.get("return_run_details") is True:
+            return _Answer(
+                200,
+                {
+                    "workflow_run_id": run_id,
+                    "run_url": f"{self.api_url}/actions/runs/{run_id}",
+                    "html_url": f"{self.html_url}/actions/runs/{run_id}",
+                },
+            )
+        return _Answer(204)
+
+    def _h_list_runs(self, req: _Request) -> _Answer:
+        workflow = self._workflow(req.op.path_params["workflow_id"])
+        runs = [r for r in self._runs.values() if r.workflow_id == workflow.workflow_id]
+        if (event := req.q("event")) is not None:
+            runs = [r for r in runs if r.event == event]
+        if (branch := req.q("branch")) is not None:
+            runs = [r for r in runs if r.head_branch == branch]
+        if (head_sha := req.q("head_sha")) is not None:
+            runs = [r for r in runs if r.head_sha == head_sha]
+        if (actor := req.q("actor")) is not None:
+            runs = [r for r in runs if r.actor.lower() == actor.lower()]
+        if (status := req.q("status")) is not None:
+            runs = [r for r in runs if status in (r.status, r.conclusion)]
+        if (suite := req.q("check_suite_id")) is not None:
+            runs = [r for r in runs if str(r.run_id * 7 + 3) == suite]
+        runs.sort(key=lambda r: r.run_id, reverse=True)
+        page_items, links, _ = self._fake.paginate(req, runs)
+        return _Answer(
+            200,
+            {
+                "total_count": len(runs),
+                "workflow_runs": [self.run_json(r.run_id) for r in page_items],
+            },
+            links,
+        )
+
+    def _h_get_run(self, req: _Request) -> _Answer:
+        run_id = int(req.op.path_params["run_id"])
+        if run_id not in self._runs:
+            raise _not_found()
+        return _Answer(200, self.run_json(run_id))
+
+    def _h_review_gates(self, req: _Request) -> _Answer:
+        run_id = int(req.op.path_params["run_id"])
+        if run_id not in self._runs:
+            raise _not_found()
+        self._gate_reviews.append({"run_id": run_id, **cast(JSON, req.body)})
+        return _Answer(204)
+
+    def _status_json(self, sha: str, body: JSON, status_id: int, now: float) -> JSON:
+        bot = self._fake.user_json(self._fake.bot_login)
+        return {
+            "url": f"{self.api_url}/statuses/{sha}",
+            "avatar_url": bot["avatar_url"],
+            "id": status_id,
+            "node_id": _node_id("StatusContext", status_id),
+            "state": body["state"],
+            "description": body.get("description"),
+            "target_url": body.get("target_url"),
+            "context": body.get("context") or "default",
+            "created_at": iso(now),
+            "updated_at": iso(now),
+            "creator": bot,
+        }
+
+    def _h_create_status(self, req: _Request) -> _Answer:
+        sha = req.op.path_params["sha"]
+        body = cast(JSON, req.body)
+        errors: list[JSON] = []
+        if body.get("state") not in STATUS_STATES:
+            errors.append(
+                {
+                    "resource": "Status",
+                    "code": "custom",
+                    "field": "state",
+                    "message": f"state is not included in the list: {body.get('state')}",
+                }
+            )
+        description = body.get("description")
+        if isinstance(description, str) and len(description) > 140:
+            errors.append(
+                {
+                    "resource": "Status",
+                    "code": "custom",
+                    "field": "description",
+                    "message": "description is too long (maximum is 140 characters)",
+                }
+            )
+        if errors:
+            raise GitHubError(422, "Validation Failed", errors=errors)
+        if sha not in self._commits:
+            raise GitHubError(422, f"No commit found for SHA: {sha}")
+        status = self._status_json(sha, body, self._fake.next_id("status"), time.time())
+        self._statuses.setdefault(sha, []).append(status)
+        return _Answer(201, dict(status))
+
+    def _ref_statuses(self, ref: str) -> tuple[str, list[JSON]]:
+        sha = self.resolve(ref)
+        if sha is None:
+            raise GitHubError(404, f"No commit found for SHA: {ref}")
+        return sha, list(reversed(self._statuses.get(sha, [])))
+
+    def _h_list_statuses(self, req: _Request) -> _Answer:
+        _, statuses = self._ref_statuses(req.op.path_params["ref"])
+        page_items, links, _ = self._fake.paginate(req, statuses)
+        return _Answer(200, [dict(s) for s in page_items], links)
+
+    def _h_combined_status(self, req: _Request) -> _Answer:
+        sha, statuses = self._ref_statuses(req.op.path_params["ref"])
+        latest: dict[str, JSON] = {}
+        for status in statuses:  # newest first: keep the first per context
+            latest.setdefault(status["context"].lower(), status)
+        states = {s["state"] for s in latest.values()}
+        if states & {"error", "failure"}:
+            combined = "failure"
+        elif not states or "pending" in states:
+            combined = "pending"
+        else:
+            combined = "success"
+        page_items, links, _ = self._fake.paginate(req, list(latest.values()))
+        return _Answer(
+            200,
+            {
+                "state": combined,
+                "sha": sha,
+                "total_count": len(latest),
+                "statuses": [
+                    {k: v for k, v in s.items() if k != "creator"} | {"default": False}
+                    for s in page_items
+                ],
+                "repository": self.repo_json(minimal=True),
+                "commit_url": f"{self.api_url}/commits/{sha}",
+                "url": f"{self.api_url}/commits/{sha}/status",
+            },
+            links,
+        )
+
+    def _h_pulls_for_commit(self, req: _Request) -> _Answer:
+        sha = req.op.path_params["commit_sha"]
+        pulls = [
+            issue
+            for _, issue in sorted(self._issues.items(), reverse=True)
+            if issue.pull is not None and sha in (issue.pull.merge_commit_sha, issue.pull.head_sha)
+        ]
+        page_items, links, _ = self._fake.paginate(req, pulls)
+        return _Answer(200, [self._pull_json(issue, full=False) for issue in page_items], links)
+
+    def _h_get_pull(self, req: _Request) -> _Answer:
+        issue = self._issues.get(int(req.op.path_params["pull_number"]))
+        if issue is None or issue.pull is None:
+            raise _not_found()
+        return _Answer(200, self._pull_json(issue, full=True))
+
+    def _h_list_issues(self, req: _Request) -> _Answer:
+        items = list(self._issues.values())
+        state = req.q("state") or "open"
+        if state != "all":
+            items = [i for i in items if i.state == state]
+        if labels := req.q("labels"):
+            wanted = {name.strip().lower() for name in labels.split(",") if name.strip()}
+            items = [i for i in items if wanted <= {label.lower() for label in i.labels}]
+        if creator := req.q("creator"):
+            items = [i for i in items if i.user.lower() == creator.lower()]
+        if since := req.q("since"):
+            cutoff = datetime.fromisoformat(since).timestamp()
+            items = [i for i in items if i.updated_at >= cutoff]
+        sort = req.q("sort") or "created"
+        keys: dict[str, Callable[[_Issue], tuple[float, int]]] = {
+            "created": lambda i: (i.created_at, i.number),
+            "updated": lambda i: (i.updated_at, i.number),
+            "comments": lambda i: (len(self._comments.get(i.number, [])), i.number),
+        }
+        items.sort(key=keys[sort], reverse=(req.q("direction") or "desc") == "desc")
+        page_items, links, _ = self._fake.paginate(req, items)
+        return _Answer(200, [self._issue_json(i) for i in page_items], links)
+
+    def _h_create_issue(self, req: _Request) -> _Answer:
+        body = cast(JSON, req.body)
+        labels = [
+            label if isinstance(label, str) else str(label.get("name", ""))
+            for label in body.get("labels") or []
+        ]
+        title = str(body["title"]) if "title" in body else ""
+        if not title.strip():
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Issue", "code": "missing_field", "field": "title"}],
+            )
+        issue = self._create_issue(title, body.get("body"), labels, self._fake.bot_login)
+        return _Answer(201, issue)
+
+    def _h_list_comments(self, req: _Request) -> _Answer:
+        number = int(req.op.path_params["issue_number"])
+        self._issue(number)
+        comments = list(self._comments.get(number, []))
+        if since := req.q("since"):
+            cutoff = datetime.fromisoformat(since).timestamp()
+            comments = [
+                c for c in comments if datetime.fromisoformat(c["updated_at"]).timestamp() >= cutoff
+            ]
+        page_items, links, _ = self._fake.paginate(req, comments)
+        return _Answer(200, [dict(c) for c in page_items], links)
+
+    def _h_create_comment(self, req: _Request) -> _Answer:
+        number = int(req.op.path_params["issue_number"])
+        body = cast(JSON, req.body)
+        return _Answer(201, self._add_comment(number, str(body["body"]), self._fake.bot_login))
+
+    def _h_issue_labels(self, req: _Request) -> _Answer:
+        issue = self._issue(int(req.op.path_params["issue_number"]))
+        labels = [self._label_json(name) for name in issue.labels]
+        page_items, links, _ = self._fake.paginate(req, labels)
+        return _Answer(200, page_items, links)
+
+    def _h_permission(self, req: _Request) -> _Answer:
+        username = req.op.path_params["username"]
+        entry = self._permissions.get(username.lower())
+        if entry is None:
+            raise GitHubError(404, f"{username} is not a user")
+        login, role = entry
+        user = self._fake.user_json(login)
+        user["permissions"] = {
+            "admin": role == "admin",
+            "maintain": role in ("admin", "maintain"),
+            "push": role in ("admin", "maintain", "write"),
+            "triage": role in ("admin", "maintain", "write", "triage"),
+            "pull": role != "none",
+        }
+        user["role_name"] = role
+        return _Answer(200, {"permission": ROLE_TO_LEGACY[role], "role_name": role, "user": user})
+
+
+_REPO_HANDLERS: dict[str, Callable[[FakeRepo, _Request], _Answer]] = {
+    "repos/get": FakeRepo._h_get_repo,
+    "repos/get-content": FakeRepo._h_get_content,
+    "repos/compare-commits-with-basehead": FakeRepo._h_compare,
+    "repos/get-commit": FakeRepo._h_get_commit,
+    "repos/get-branch": FakeRepo._h_get_branch,
+    "actions/get-workflow": FakeRepo._h_get_workflow,
+    "actions/create-workflow-dispatch": FakeRepo._h_dispatch,
+    "actions/list-workflow-runs": FakeRepo._h_list_runs,
+    "actions/get-workflow-run": FakeRepo._h_get_run,
+    "actions/review-custom-gates-for-run": FakeRepo._h_review_gates,
+    "repos/create-commit-status": FakeRepo._h_create_status,
+    "repos/list-commit-statuses-for-ref": FakeRepo._h_list_statuses,
+    "repos/get-combined-status-for-ref": FakeRepo._h_combined_status,
+    "repos/list-pull-requests-associated-with-commit": FakeRepo._h_pulls_for_commit,
+    "pulls/get": FakeRepo._h_get_pull,
+    "issues/list-for-repo": FakeRepo._h_list_issues,
+    "issues/create": FakeRepo._h_create_issue,
+    "issues/list-comments": FakeRepo._h_list_comments,
+    "issues/create-comment": FakeRepo._h_create_comment,
+    "issues/list-labels-on-issue": FakeRepo._h_issue_labels,
+    "repos/get-collaborator-permission-level": FakeRepo._h_permission,
+}
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        self.fake = fake
+        super().__init__(("127.0.0.1", 0), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as separate writes
+    server_version = "GitHub.com"
+    sys_version = ""
+
+    def _serve(self) -> None:
+        cast(_Server, self.server).fake._serve(self)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    if handler.headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks: list[bytes] = []
+        while True:
+            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+    length = int(handler.headers.get("content-length") or 0)
+    return handler.rfile.read(length) if length > 0 else b""
+
+
+class FakeGitHub:
+    """GitHub's REST API for one GitHub App, on http://127.0.0.1:<port>."""
+
+    def __init__(
+        self,
+        *,
+        app_id: str,
+        public_key_pem: str,
+        contract: OpenApiContract | None = None,
+        app_slug: str = "release-governor",
+    ) -> None:
+        self.app_id = app_id
+        self.public_key_pem = public_key_pem
+        self.contract = contract if contract is not None else default_contract()
+        self.app_slug = app_slug
+        self.lock = threading.RLock()
+        self.calls: list[Call] = []
+        self.violations: list[str] = []
+        self.redeliveries: list[int] = []
+        self._repos: dict[str, FakeRepo] = {}
+        self._installations: dict[int, tuple[str, float]] = {}  # id -> (account, created)
+        self._tokens: dict[str, _Token] = {}
+        self._tokens_issued = 0
+        self._faults: dict[str, deque[_Fault]] = {}
+        self._deliveries: dict[int, JSON] = {}
+        self._user_ids: dict[str, int] = {}
+        self._ids: dict[str, int] = {}
+        self._next_run = 1000
+        self._used = 0
+        self._reset_at = int(time.time()) + 3600
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        if self._server is not None:
+            return
+        self._stopping.clear()
+        self._server = _Server(self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-github",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()  # wakes slow answers
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> FakeGitHub:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeGitHub is not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # ----------------------------------------------------------------- test set-up
+
+    def add_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        repo_id: int,
+        installation_id: int = 1,
+        default_branch: str = "main",
+    ) -> FakeRepo:
+        with self.lock:
+            key = f"{owner}/{name}".lower()
+            if key in self._repos:
+                raise ValueError(f"{owner}/{name} already exists")
+            repo = FakeRepo(
+                self,
+                owner,
+                name,
+                repo_id=repo_id,
+                installation_id=installation_id,
+                default_branch=default_branch,
+            )
+            self._repos[key] = repo
+            self._installations.setdefault(installation_id, (owner, time.time()))
+            return repo
+
+    def repo(self, owner: str, name: str) -> FakeRepo:
+        with self.lock:
+            return self._repos[f"{owner}/{name}".lower()]
+
+    def fail_next(
+        self,
+        operation_id: str,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: JSON | None = None,
+        delay_s: float = 0.0,
+    ) -> None:
+        """Answer the next `times` requests to that operation with `status`, no side effect.
+
+        With `delay_s` the answer also comes late: a client that gives up (or dies) first
+        never learns that nothing happened.
+        """
+        self._queue(
+            operation_id,
+            times,
+            _Fault("fail", status=status, headers=dict(headers or {}), body=body, delay_s=delay_s),
+        )
+
+    def slow_next(self, operation_id: str, delay_s: float, *, times: int = 1) -> None:
+        """The next `times` requests do their side effect, then answer after `delay_s`."""
+        self._queue(operation_id, times, _Fault("slow", delay_s=delay_s))
+
+    def rate_limit_next(self, operation_id: str, *, retry_after_s: int = 1, times: int = 1) -> None:
+        """Answer the next `times` requests with GitHub's secondary rate limit (429)."""
+        self._queue(operation_id, times, _Fault("rate_limit", retry_after_s=retry_after_s))
+
+    def _queue(self, operation_id: str, times: int, fault: _Fault) -> None:
+        if operation_id not in self.contract.operation_ids:
+            raise ValueError(f"no operation {operation_id!r} in the contract")
+        with self.lock:
+            self._faults.setdefault(operation_id, deque()).extend([fault] * times)
+
+    def add_delivery(
+        self,
+        delivery_id: int,
+        guid: str,
+        event: str,
+        status_code: int,
+        *,
+        action: str | None = None,
+        installation_id: int | None = None,
+        repository_id: int | None = None,
+        payload: JSON | None = None,
+        delivered_at: float | None = None,
+        redelivery: bool = False,
+    ) -> None:
+        """A webhook delivery GitHub made (listed newest first by /app/hook/deliveries)."""
+        ok = 200 <= status_code < 300
+        with self.lock:
+            self._deliveries[delivery_id] = {
+                "id": delivery_id,
+                "guid": guid,
+                "delivered_at": delivered_at if delivered_at is not None else time.time(),
+                "redelivery": redelivery,
+                "duration": 0.12,
+                "status": "OK" if ok else f"Invalid HTTP Response: {status_code}",
+                "status_code": status_code,
+                "event": event,
+                "action": action,
+                "installation_id": installation_id,
+                "repository_id": repository_id,
+                "throttled_at": None,
+                "payload": payload,
+            }
+
+    def expire_installation_tokens(self) -> None:
+        """Make every installation token issued so far expired (GitHub: after one hour)."""
+        with self.lock:
+            for token in self._tokens.values():
+                token.expires_at = time.time() - 1
+
+    def installation_tokens_issued(self) -> int:
+        with self.lock:
+            return self._tokens_issued
+
+    def calls_to(self, operation_id: str) -> list[Call]:
+        with self.lock:
+            return [call for call in self.calls if call.operation_id == operation_id]
+
+    # -------------------------------------------------------------- shared helpers
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.app_slug}[bot]"
+
+    def next_id(self, kind: str) -> int:
+        with self.lock:
+            self._ids[kind] = self._ids.get(kind, 0) + 1
+            return self._ids[kind]
+
+    def next_run_id(self) -> int:
+        with self.lock:
+            run_id = self._next_run
+            self._next_run += 1
+            return run_id
+
+    def user_json(self, login: str, *, kind: str = "User") -> JSON:
+        """A 'simple user' object; logins ending in [bot] are Bots."""
+        with self.lock:
+            user_id = self._user_ids.setdefault(login.lower(), 583231 + len(self._user_ids))
+        api = f"{self._api_root()}/users/{quote(login)}"
+        return {
+            "login": login,
+            "id": user_id,
+            "node_id": _node_id(kind, user_id),
+            "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
+            "gravatar_id": "",
+            "url": api,
+            "html_url": f"{WEB_URL}/{login}",
+            "followers_url": f"{api}/followers",
+            "following_url": f"{api}/following{{/other_user}}",
+            "gists_url": f"{api}/gists{{/gist_id}}",
+            "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{api}/subscriptions",
+            "organizations_url": f"{api}/orgs",
+            "repos_url": f"{api}/repos",
+            "events_url": f"{api}/events{{/privacy}}",
+            "received_events_url": f"{api}/received_events",
+            "type": "Bot" if login.endswith("[bot]") else kind,
+            "user_view_type": "public",
+            "site_admin": False,
+        }
+
+    def _api_root(self) -> str:
+        return self.url if self._server is not None else "http://127.0.0.1"
+
+    def paginate(
+        self,
+        req: _Request,
+        items: Sequence[Any],
+        *,
+        default_per_page: int = 30,
+        max_per_page: int = 100,
+    ) -> tuple[list[Any], dict[str, str], int]:
+        """One page of `items`, the Link header for it, and the page number."""
+        per_page_raw = req.q("per_page")
+        per_page = int(per_page_raw) if per_page_raw else default_per_page
+        per_page = min(max(per_page, 1), max_per_page)
+        page = max(int(req.q("page") or 1), 1)
+        last = max(math.ceil(len(items) / per_page), 1)
+        chunk = list(items[(page - 1) * per_page : page * per_page])
+        kept = [(k, v) for k, values in req.query.items() if k not in ("page",) for v in values]
+
+        def link(number: int, rel: str) -> str:
+            return f'<{self.url}{req.path}?{urlencode([*kept, ("page", number)])}>; rel="{rel}"'
+
+        links: list[str] = []
+        if page > 1:
+            links.append(link(min(page - 1, last), "prev"))
+        if page < last:
+            links.append(link(page + 1, "next"))
+            links.append(link(last, "last"))
+        if page > 1:
+            links.append(link(1, "first"))
+        return chunk, ({"link": ", ".join(links)} if links else {}), page
+
+    # --------------------------------------------------------------------- serving
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        method = handler.command
+        raw_path, _, raw_query = handler.path.partition("?")
+        query = parse_qs(raw_query, keep_blank_values=True)
+        headers = {k.lower(): v for k, v in handler.headers.items()}
+        raw_body = _read_body(handler)
+        try:
+            parsed: Any = json.loads(raw_body) if raw_body.strip() else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            parsed = None
+        where = f"{method} {raw_path}"
+        problems: list[str] = []
+        if headers.get("x-github-api-version") is None:
+            problems.append(f"missing X-GitHub-Api-Version on {where}")
+        elif headers["x-github-api-version"] != API_VERSION:
+            problems.append(f"X-GitHub-Api-Version {headers['x-github-api-version']!r} on {where}")
+        accepted = [part.split(";")[0].strip() for part in headers.get("accept", "").split(",")]
+        if MEDIA_TYPE not in accepted:
+            problems.append(f"missing Accept: {MEDIA_TYPE} on {where}")
+
+        op: Operation | None = None
+        try:
+            op = self.contract.match(method, raw_path)
+        except ContractViolation as exc:
+            problems.append(str(exc))
+            answer = self._error(404, "Not Found")
+        else:
+            try:
+                self.contract.validate(
+                    method, raw_path, query, raw_body, headers.get("content-type")
+                )
+            except ContractViolation as exc:
+                problems.append(f"{where}: {exc}")
+                answer = self._error(400, f"contract violation: {exc}", op)
+            else:
+                answer = self._answer(_Request(op, raw_path, query, parsed, None), headers)
+        with self.lock:
+            self.violations.extend(problems)
+            self._used += 1
+            used = self._used
+            self.calls.append(
+                Call(
+                    method=method,
+                    path=raw_path,
+                    query=query,
+                    json=parsed,
+                    operation_id=op.operation_id if op else None,
+                    status=answer.status,
+                    headers=headers,
+                )
+            )
+        if answer.delay_s > 0:
+            self._stopping.wait(answer.delay_s)
+        self._write(handler, answer, used)
+
+    def _error(
+        self,
+        status: int,
+        message: str,
+        op: Operation | None = None,
+        *,
+        errors: list[JSON] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> _Answer:
+        body: JSON = {"message": message}
+        if errors:
+            body["errors"] = errors
+        body["documentation_url"] = op.docs_url if op is not None else DOCS_URL
+        body["status"] = str(status)
+        return _Answer(status, body, dict(headers or {}))
+
+    def _answer(self, req: _Request, headers: dict[str, str]) -> _Answer:  # noqa: PLR0912
+        op = req.op
+        try:
+            with self.lock:
+                repo: FakeRepo | None = None
+                if req.path == "/app" or req.path.startswith("/app/"):
+                    self._check_jwt(headers.get("authorization"))
+                else:
+                    req.token = self._check_token(headers.get("authorization"))
+                    if "owner" in op.path_params and "repo" in op.path_params:
+                        repo = self._repo_for(req.token, op)
+                faults = self._faults.get(op.operation_id)
+                fault = faults.popleft() if faults else None
+                if fault is not None and fault.kind == "fail":
+                    if fault.body is not None:
+                        failed = _Answer(fault.status, fault.body, dict(fault.headers))
+                    else:
+                        try:
+                            phrase = HTTPStatus(fault.status).phrase
+                        except ValueError:
+                            phrase = "Error"
+                        failed = self._error(fault.status, phrase, op, headers=fault.headers)
+                    failed.delay_s = fault.delay_s
+                    return failed
+                if fault is not None and fault.kind == "rate_limit":
+                    answer = self._error(
+                        429,
+                        "You have exceeded a secondary rate limit. Please wait a few minutes "
+                        "before you try again. If you reach out to GitHub Support for help, "
+                        "please include the request ID.",
+                        headers={"retry-after": str(fault.retry_after_s)},
+                    )
+                    answer.body["documentation_url"] = (
+                        "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+                        "#about-secondary-rate-limits"
+                    )
+                    answer.rate_limited = True
+                    return answer
+                if repo is not None:
+                    handler = _REPO_HANDLERS.get(op.operation_id)
+                    answer = handler(repo, req) if handler else self._error(404, "Not Found", op)
+                else:
+                    answer = self._app_operation(req)
+                if fault is not None and fault.kind == "slow":
+                    answer.delay_s = fault.delay_s
+                return answer
+        except GitHubError as exc:
+            return self._error(exc.status, exc.message, op, errors=exc.errors, headers=exc.headers)
+        except Exception as exc:  # a bug in the fake: answer 500 and make the test see it
+            with self.lock:
+                self.violations.append(f"fake GitHub failed on {op.operation_id}: {exc!r}")
+            return self._error(500, f"fake GitHub failed: {exc!r}", op)
+
+    def _check_jwt(self, authorization: str | None) -> None:
+        undecodable = GitHubError(401, "A JSON web token could not be decoded")
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise undecodable
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self.public_key_pem,
+                algorithms=["RS256"],
+                options={
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_nbf": False,
+                    "verify_iss": False,
+                    "verify_aud": False,
+                },
+            )
+        except jwt.PyJWTError as exc:
+            raise undecodable from exc
+        iss, iat, exp = claims.get("iss"), claims.get("iat"), claims.get("exp")
+        if not isinstance(iss, str) or iss != self.app_id:
+            raise undecodable
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (iat, exp)):
+            raise undecodable
+        now = time.time()
+        iat_s, exp_s = float(cast(float, iat)), float(cast(float, exp))
+        if iat_s > now + CLOCK_SLACK_S:
+            raise GitHubError(
+                401, "'Issued at' claim ('iat') must be an Integer representing a time in the past"
+            )
+        if exp_s <= now:
+            raise GitHubError(
+                401,
+                "'Expiration time' claim ('exp') must be a numeric value representing the "
+                "future time at which the assertion expires",
+            )
+        if exp_s - iat_s > JWT_MAX_LIFETIME_S + CLOCK_SLACK_S:
+            raise GitHubError(401, "'Expiration time' claim ('exp') is too far in the future")
+
+    def _check_token(self, authorization: str | None) -> _Token:
+        if not authorization:
+            raise GitHubError(401, "Requires authentication")
+        scheme, _, value = authorization.partition(" ")
+        token = self._tokens.get(value.strip()) if scheme.lower() in ("token", "bearer") else None
+        if token is None or token.expires_at <= time.time():
+            raise GitHubError(401, "Bad credentials")
+        return token
+
+    def _repo_for(self, token: _Token, op: Operation) -> FakeRepo:
+        key = f"{op.path_params['owner']}/{op.path_params['repo']}".lower()
+        repo = self._repos.get(key)
+        if repo is None or repo.installation_id != token.installation_id:
+            raise _not_found()
+        if token.repositories is not None and key not in token.repositories:
+            raise _not_found()
+        return repo
+
+    # ------------------------------------------------------------- app endpoints
+
+    def _app_operation(self, req: _Request) -> _Answer:
+        handlers: dict[str, Callable[[_Request], _Answer]] = {
+            "apps/create-installation-access-token": self._h_access_token,
+            "apps/list-installations": self._h_list_installations,
+            "apps/list-webhook-deliveries": self._h_list_deliveries,
+            "apps/get-webhook-delivery": self._h_get_delivery,
+            "apps/redeliver-webhook-delivery": self._h_redeliver,
+            "apps/list-repos-accessible-to-installation": self._h_installation_repos,
+        }
+        handler = handlers.get(req.op.operation_id)
+        if handler is None:
+            raise _not_found()
+        return handler(req)
+
+    def _installation_repos(self, installation_id: int) -> list[FakeRepo]:
+        return sorted(
+            (r for r in self._repos.values() if r.installation_id == installation_id),
+            key=lambda r: r.full_name.lower(),
+        )
+
+    def _h_access_token(self, req: _Request) -> _Answer:
+        installation_id = int(req.op.path_params["installation_id"])
+        if installation_id not in self._installations:
+            raise _not_found()
+        body = cast(JSON, req.body or {})
+        repos = self._installation_repos(installation_id)
+        selected: list[FakeRepo] | None = None
+        if body.get("repositories") or body.get("repository_ids"):
+            names = {str(n).lower() for n in body.get("repositories") or []}
+            ids = set(body.get("repository_ids") or [])
+            selected = [r for r in repos if r.name.lower() in names or r.repo_id in ids]
+            missing_names = names - {r.name.lower() for r in selected}
+            missing_ids = ids - {r.repo_id for r in selected}
+            if missing_names or missing_ids:
+                raise GitHubError(
+                    422,
+                    "There is at least one repository that does not exist or is not "
+                    "accessible to the parent installation.",
+                )
+        permissions = dict(DEFAULT_PERMISSIONS)
+        if body.get("permissions"):
+            requested = cast(dict[str, str], body["permissions"])
+            for name, level in requested.items():
+                granted = DEFAULT_PERMISSIONS.get(name)
+                if granted is None or (level == "write" and granted != "write"):
+                    raise GitHubError(
+                        422, "The permissions requested are not granted to this installation."
+                    )
+            permissions = dict(requested)
+        value = "ghs_" + "".join(
+            secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
+            for _ in range(36)
+        )
+        expires = time.time() + TOKEN_LIFETIME_S
+        self._tokens[value] = _Token(
+            token=value,
+            installation_id=installation_id,
+            expires_at=expires,
+            repositories=(
+                frozenset(r.full_name.lower() for r in selected) if selected is not None else None
+            ),
+            permissions=permissions,
+        )
+        self._tokens_issued += 1
+        answer: JSON = {
+            "token": value,
+            "expires_at": iso(expires),
+            "permissions": permissions,
+            "repository_selection": "selected" if selected is not None else "all",
+        }
+        if selected is not None:
+            answer["repositories"] = [r.repo_json() for r in selected]
+        return _Answer(201, answer)
+
+    def _installation_json(self, installation_id: int) -> JSON:
+        account, created = self._installations[installation_id]
+        account_json = self.user_json(account, kind="Organization")
+        # The description's `account` is allOf(simple user, enterprise): give both shapes.
+        account_json.update(
+            {
+                "name": account,
+                "slug": account.lower(),
+                "created_at": iso(created),
+                "updated_at": iso(created),
+            }
+        )
+        return {
+            "id": installation_id,
+            "client_id": f"Iv1.{_hex('client', self.app_id)[:16]}",
+            "account": account_json,
+            "repository_selection": "all",
+            "access_tokens_url": f"{self.url}/app/installations/{installation_id}/access_tokens",
+            "repositories_url": f"{self.url}/installation/repositories",
+            "html_url": (
+                f"{WEB_URL}/organizations/{account}/settings/installations/{installation_id}"
+            ),
+            "app_id": int(self.app_id) if self.app_id.isdigit() else 0,
+            "app_slug": self.app_slug,
+            "target_id": account_json["id"],
+            "target_type": "Organization",
+            "permissions": dict(DEFAULT_PERMISSIONS),
+            "events": list(DEFAULT_EVENTS),
+            "created_at": iso(created),
+            "updated_at": iso(created),
+            "single_file_name": None,
+            "has_multiple_single_files": False,
+            "single_file_paths": [],
+            "suspended_by": None,
+            "suspended_at": None,
+        }
+
+    def _h_list_installations(self, req: _Request) -> _Answer:
+        ids = sorted(self._installations)
+        page_items, links, _ = self.paginate(req, ids)
+        return _Answer(200, [self._installation_json(i) for i in page_items], links)
+
+    def _h_installation_repos(self, req: _Request) -> _Answer:
+        token = req.token
+        assert token is not None
+        repos = [
+            r
+            for r in self._installation_repos(token.installation_id)
+            if token.repositories is None or r.full_name.lower() in token.repositories
+        ]
+        page_items, links, _ = self.paginate(req, repos)
+        return _Answer(
+            200,
+            {
+                "total_count": len(repos),
+                "repository_selection": "all" if token.repositories is None else "selected",
+                "repositories": [r.repo_json() for r in page_items],
+            },
+            links,
+        )
+
+    def _delivery_summary(self, delivery: JSON) -> JSON:
+        summary = {k: v for k, v in delivery.items() if k != "payload"}
+        summary["delivered_at"] = iso(delivery["delivered_at"])
+        return summary
+
+    def _h_list_deliveries(self, req: _Request) -> _Answer:
+        deliveries = sorted(
+            self._deliveries.values(), key=lambda d: (d["delivered_at"], d["id"]), reverse=True
+        )
+        if (status := req.q("status")) is not None:
+            want_ok = status == "success"
+            deliveries = [d for d in deliveries if (200 <= d["status_code"] < 300) == want_ok]
+        per_page = min(max(int(req.q("per_page") or 30), 1), 100)
+        start = 0
+        if (cursor := req.q("cursor")) is not None:
+            ids = [f"v1_{d['id']}" for d in deliveries]
+            if cursor not in ids:
+                raise GitHubError(422, "Invalid cursor")
+            start = ids.index(cursor)
+        chunk = deliveries[start : start + per_page]
+        headers: dict[str, str] = {}
+        if start + per_page < len(deliveries):
+            following = deliveries[start + per_page]
+            kept = [(k, v) for k, vs in req.query.items() if k != "cursor" for v in vs]
+            params = urlencode([*kept, ("cursor", f"v1_{following['id']}")])
+            headers["link"] = f'<{self.url}{req.path}?{params}>; rel="next"'
+        return _Answer(200, [self._delivery_summary(d) for d in chunk], headers)
+
+    def _h_get_delivery(self, req: _Request) -> _Answer:
+        delivery = self._deliveries.get(int(req.op.path_params["delivery_id"]))
+        if delivery is None:
+            raise _not_found()
+        doc = self._delivery_summary(delivery)
+        doc["url"] = f"{self.url}/app/hook/deliveries/{delivery['id']}"
+        doc["request"] = {
+            "headers": {
+                "Accept": "*/*",
+                "Content-Type": "application/json",
+                "User-Agent": "GitHub-Hookshot/fake",
+                "X-GitHub-Delivery": delivery["guid"],
+                "X-GitHub-Event": delivery["event"],
+            },
+            "payload": delivery["payload"],
+        }
+        doc["response"] = {"headers": {}, "payload": None}
+        return _Answer(200, doc)
+
+    def _h_redeliver(self, req: _Request) -> _Answer:
+        delivery_id = int(req.op.path_params["delivery_id"])
+        if delivery_id not in self._deliveries:
+            raise _not_found()
+        self.redeliveries.append(delivery_id)
+        return _Answer(202, {})
+
+    # --------------------------------------------------------------------- writing
+
+    def _write(self, handler: BaseHTTPRequestHandler, answer: _Answer, used: int) -> None:
+        data = b"" if answer.body is None else json.dumps(answer.body).encode()
+        remaining = 0 if answer.rate_limited else max(RATE_LIMIT - used, 0)
+        headers = {
+            "x-ratelimit-limit": str(RATE_LIMIT),
+            "x-ratelimit-remaining": str(remaining),
+            "x-ratelimit-reset": str(self._reset_at),
+            "x-ratelimit-used": str(min(used, RATE_LIMIT)),
+            "x-ratelimit-resource": "core",
+            "x-github-request-id": self._request_id(),
+            "x-github-api-version-selected": API_VERSION,
+            "x-github-media-type": "github.v3; format=json",
+            **answer.headers,
+        }
+        try:
+            handler.send_response(answer.status)
+            for name, value in headers.items():
+                handler.send_header(name, value)
+            if answer.status not in (204, 304):
+                if answer.body is not None:
+                    handler.send_header("content-type", "application/json; charset=utf-8")
+                handler.send_header("content-length", str(len(data)))
+            handler.end_headers()
+            if answer.status not in (204, 304) and data:
+                handler.wfile.write(data)
+            handler.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up waiting
+            handler.close_connection = True
+
+    @staticmethod
+    def _request_id() -> str:
+        parts = (secrets.token_hex(2), secrets.token_hex(3), secrets.token_hex(4))
+        return ":".join(p.upper() for p in parts) + f":{secrets.token_hex(4).upper()}"
+
+
+_DEFAULT_CONTRACT: OpenApiContract | None = None
+_DEFAULT_CONTRACT_LOCK = threading.Lock()
+
+
+def default_contract() -> OpenApiContract:
+    """The OpenAPI subset, loaded once per process (it is read-only)."""
+    global _DEFAULT_CONTRACT
+    with _DEFAULT_CONTRACT_LOCK:
+        if _DEFAULT_CONTRACT is None:
+            _DEFAULT_CONTRACT = OpenApiContract()
+        return _DEFAULT_CONTRACT
+
+
+def iter_link_header(value: str) -> Iterator[tuple[str, str]]:
+    """(rel, url) pairs of a Link header, for tests that follow pagination."""
+    for part in value.split(","):
+        url_part, _, params = part.strip().partition(";")
+        rel = re.search(r'rel="([^"]+)"', params)
+        if rel:
+            yield rel.group(1), url_part.strip().strip("<>")

@@ -1,0 +1,739 @@
+"""The fake GitHub answers like GitHub: pinned here over real HTTP, against the OpenAPI subset.
+
+Every answer these tests receive is also validated against the documented response schema
+of its operation (see `_check_response`), so the fake cannot drift from GitHub's shapes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.fake_github import FakeGitHub, FakeRepo, iter_link_header
+from tests.support.openapi_contract import (
+    ContractViolation,
+    OpenApiContract,
+    nullable_to_jsonschema,
+)
+
+APP_ID = "424242"
+OWNER, NAME = "acme", "shop"
+HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+
+
+def sha(n: int) -> str:
+    return f"{n:040x}"
+
+
+@pytest.fixture(scope="module")
+def key_pair() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.fixture(scope="module")
+def contract() -> OpenApiContract:
+    return OpenApiContract()
+
+
+@pytest.fixture
+def fake(key_pair: tuple[str, str], contract: OpenApiContract) -> Iterator[FakeGitHub]:
+    with FakeGitHub(app_id=APP_ID, public_key_pem=key_pair[1], contract=contract) as server:
+        yield server
+        # Tests that provoke violations assert and clear them; any other one is a bug.
+        assert server.violations == []
+
+
+@pytest.fixture
+def repo(fake: FakeGitHub) -> FakeRepo:
+    return fake.add_repo(OWNER, NAME, repo_id=9001, installation_id=7)
+
+
+def app_jwt(
+    private_pem: str, *, iss: Any = APP_ID, iat_delta: int = -60, exp_delta: int = 540
+) -> str:
+    now = int(time.time())
+    claims = {"iat": now + iat_delta, "exp": now + exp_delta, "iss": iss}
+    # PyJWT refuses to encode a non-string iss; sign the raw payload to test that case too.
+    return jwt.api_jws.encode(json.dumps(claims).encode(), private_pem, algorithm="RS256")
+
+
+def _check_response(contract: OpenApiContract) -> Any:
+    def check(response: httpx.Response) -> None:
+        response.read()
+        request = response.request
+        try:
+            contract.validate_response(
+                request.method,
+                request.url.raw_path.decode(),
+                response.status_code,
+                response.content,
+            )
+        except ContractViolation as exc:
+            if not str(exc).startswith("no operation for"):
+                raise
+
+    return check
+
+
+@pytest.fixture
+def http(fake: FakeGitHub, contract: OpenApiContract) -> Iterator[httpx.Client]:
+    """A bare client sending GitHub's recommended headers, checking every answer's shape."""
+    with httpx.Client(
+        base_url=fake.url,
+        headers=HEADERS,
+        timeout=5,
+        event_hooks={"response": [_check_response(contract)]},
+    ) as client:
+        yield client
+
+
+def installation_token(http: httpx.Client, private_pem: str, installation_id: int = 7) -> str:
+    response = http.post(
+        f"/app/installations/{installation_id}/access_tokens",
+        headers={"Authorization": f"Bearer {app_jwt(private_pem)}"},
+    )
+    assert response.status_code == 201, response.text
+    return str(response.json()["token"])
+
+
+@pytest.fixture
+def gh(http: httpx.Client, repo: FakeRepo, key_pair: tuple[str, str]) -> httpx.Client:
+    """The client, authenticated with an installation token of the repo's installation."""
+    http.headers["Authorization"] = f"token {installation_token(http, key_pair[0])}"
+    return http
+
+
+R = f"/repos/{OWNER}/{NAME}"
+
+
+# ----------------------------------------------------------------------------- auth
+
+
+def test_installation_token_is_issued_like_github(
+    fake: FakeGitHub, repo: FakeRepo, http: httpx.Client, key_pair: tuple[str, str]
+) -> None:
+    response = http.post(
+        "/app/installations/7/access_tokens",
+        headers={"Authorization": f"Bearer {app_jwt(key_pair[0])}"},
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert body["token"].startswith("ghs_") and len(body["token"]) == 40
+    expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+    assert body["expires_at"].endswith("Z")
+    assert abs(expires.timestamp() - (time.time() + 3600)) < 5
+    assert body["repository_selection"] == "all"
+    assert body["permissions"]["statuses"] == "write"
+    assert fake.installation_tokens_issued() == 1
+
+    unknown = http.post(
+        "/app/installations/99/access_tokens",
+        headers={"Authorization": f"Bearer {app_jwt(key_pair[0])}"},
+    )
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "Not Found"
+    assert unknown.json()["documentation_url"].startswith("https://docs.github.com/")
+    assert fake.installation_tokens_issued() == 1
+
+
+def test_every_answer_carries_rate_limit_headers(gh: httpx.Client) -> None:
+    first = gh.get(R)
+    second = gh.get(f"{R}/issues")
+    for response in (first, second):
+        assert response.headers["x-ratelimit-limit"] == "5000"
+        assert response.headers["x-ratelimit-resource"] == "core"
+        assert int(response.headers["x-ratelimit-reset"]) > time.time()
+        assert response.headers["x-github-request-id"]
+    assert (
+        int(second.headers["x-ratelimit-remaining"])
+        == int(first.headers["x-ratelimit-remaining"]) - 1
+    )
+    assert int(second.headers["x-ratelimit-used"]) == int(first.headers["x-ratelimit-used"]) + 1
+
+
+@pytest.mark.parametrize(
+    ("claims", "wrong_key"),
+    [
+        ({}, True),  # signed by another key
+        ({"iss": "1"}, False),  # another app
+        ({"iss": int(APP_ID)}, False),  # GitHub Apps' iss is sent as a string here
+        ({"iat_delta": -700, "exp_delta": -10}, False),  # expired
+        ({"iat_delta": -60, "exp_delta": 3600}, False),  # lives longer than 10 minutes
+    ],
+)
+def test_a_bad_app_jwt_is_refused(
+    http: httpx.Client,
+    repo: FakeRepo,
+    key_pair: tuple[str, str],
+    claims: dict[str, Any],
+    wrong_key: bool,
+) -> None:
+    private = key_pair[0]
+    if wrong_key:
+        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        private = other.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode()
+    response = http.post(
+        "/app/installations/7/access_tokens",
+        headers={"Authorization": f"Bearer {app_jwt(private, **claims)}"},
+    )
+    assert response.status_code == 401
+    assert set(response.json()) >= {"message", "documentation_url"}
+
+
+def test_app_endpoints_want_a_jwt_and_repo_endpoints_an_installation_token(
+    fake: FakeGitHub, http: httpx.Client, repo: FakeRepo, key_pair: tuple[str, str]
+) -> None:
+    token = installation_token(http, key_pair[0])
+    as_token = http.get("/app/installations", headers={"Authorization": f"token {token}"})
+    assert as_token.status_code == 401
+    assert as_token.json()["message"] == "A JSON web token could not be decoded"
+
+    as_jwt = http.get(R, headers={"Authorization": f"Bearer {app_jwt(key_pair[0])}"})
+    assert as_jwt.status_code == 401
+    assert as_jwt.json()["message"] == "Bad credentials"
+    assert http.get(R, headers={"Authorization": "token ghs_madeup"}).status_code == 401
+    assert http.get(R).status_code == 401
+
+    assert http.get(R, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    fake.expire_installation_tokens()
+    expired = http.get(R, headers={"Authorization": f"token {token}"})
+    assert expired.status_code == 401 and expired.json()["message"] == "Bad credentials"
+
+
+def test_a_token_only_reaches_its_installations_repositories(
+    fake: FakeGitHub, http: httpx.Client, repo: FakeRepo, key_pair: tuple[str, str]
+) -> None:
+    fake.add_repo("other", "thing", repo_id=5, installation_id=8)
+    token = installation_token(http, key_pair[0], installation_id=8)
+    auth = {"Authorization": f"token {token}"}
+    assert http.get("/repos/other/thing", headers=auth).status_code == 200
+    assert http.get(R, headers=auth).status_code == 404
+    listed = http.get("/installation/repositories", headers=auth).json()
+    assert listed["total_count"] == 1
+    assert listed["repositories"][0]["full_name"] == "other/thing"
+
+
+# ------------------------------------------------------------------------- contents
+
+
+def test_contents_come_base64_encoded_with_newlines_every_60_chars(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    text = "deploy:\n  window: mon-thu\n" + "# é ünïcode ✓ " * 20
+    repo.add_commit(sha(1), files=[{"filename": ".github/release-policy.yml", "status": "added"}])
+    repo.set_file(".github/release-policy.yml", text, ref="main")
+
+    response = gh.get(f"{R}/contents/.github/release-policy.yml", params={"ref": "main"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["type"] == "file" and body["encoding"] == "base64"
+    assert body["name"] == "release-policy.yml"
+    assert body["path"] == ".github/release-policy.yml"
+    assert body["size"] == len(text.encode())
+    lines = body["content"].split("\n")
+    assert lines[-1] == "" and all(len(line) == 60 for line in lines[:-2])
+    assert base64.b64decode(body["content"]).decode() == text
+    assert len(body["sha"]) == 40
+
+    by_sha = gh.get(f"{R}/contents/.github/release-policy.yml", params={"ref": sha(1)})
+    assert by_sha.json()["content"] == body["content"]
+    repo.add_commit(sha(2), files=[{"filename": "app.py", "status": "modified"}])
+    later = gh.get(f"{R}/contents/.github/release-policy.yml", params={"ref": sha(2)})
+    assert later.status_code == 200  # files carry over to descendant commits
+
+    missing = gh.get(f"{R}/contents/nope.yml", params={"ref": "main"})
+    assert missing.status_code == 404 and missing.json()["message"] == "Not Found"
+    assert (
+        gh.get(f"{R}/contents/.github/release-policy.yml", params={"ref": "nope"}).status_code
+        == 404
+    )
+
+
+# -------------------------------------------------------------------------- compare
+
+
+def test_compare_reports_ahead_behind_identical_and_diverged(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[{"filename": "a.py", "status": "added"}])
+    repo.add_commit(sha(2), files=[{"filename": "b.py", "status": "added"}])
+    repo.add_commit(sha(3), files=[{"filename": "a.py", "status": "modified"}])
+    repo.add_commit(
+        sha(4), files=[{"filename": "c.py", "status": "added"}], parent=sha(2), branch="hotfix"
+    )
+
+    ahead = gh.get(f"{R}/compare/{sha(1)}...{sha(3)}").json()
+    assert ahead["status"] == "ahead"
+    assert (ahead["ahead_by"], ahead["behind_by"], ahead["total_commits"]) == (2, 0, 2)
+    assert [c["sha"] for c in ahead["commits"]] == [sha(2), sha(3)]
+    assert ahead["merge_base_commit"]["sha"] == sha(1)
+    assert [(f["filename"], f["status"]) for f in ahead["files"]] == [
+        ("a.py", "modified"),
+        ("b.py", "added"),
+    ]
+
+    behind = gh.get(f"{R}/compare/{sha(3)}...{sha(1)}").json()
+    assert (behind["status"], behind["ahead_by"], behind["behind_by"]) == ("behind", 0, 2)
+    assert behind["commits"] == [] and behind["files"] == []
+
+    identical = gh.get(f"{R}/compare/main...{sha(3)}").json()
+    assert (identical["status"], identical["total_commits"]) == ("identical", 0)
+
+    diverged = gh.get(f"{R}/compare/main...hotfix").json()
+    assert diverged["status"] == "diverged"
+    assert (diverged["ahead_by"], diverged["behind_by"]) == (1, 1)
+    assert diverged["merge_base_commit"]["sha"] == sha(2)
+    assert [f["filename"] for f in diverged["files"]] == ["c.py"]
+
+    unknown = gh.get(f"{R}/compare/{sha(1)}...{sha(99)}")
+    assert unknown.status_code == 404 and unknown.json()["message"] == "Not Found"
+
+
+def test_compare_caps_files_at_300_and_paginates_commits(gh: httpx.Client, repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[])
+    for n in range(2, 7):
+        files = [{"filename": f"pkg{n}/m{i:03}.py", "status": "added"} for i in range(80)]
+        repo.add_commit(sha(n), files=files)
+    assert repo.changed_file_count(sha(1), sha(6)) == 400
+
+    first = gh.get(f"{R}/compare/{sha(1)}...{sha(6)}", params={"per_page": 2})
+    body = first.json()
+    assert len(body["files"]) == 300 < repo.changed_file_count(sha(1), sha(6))
+    assert body["total_commits"] == 5
+    assert [c["sha"] for c in body["commits"]] == [sha(2), sha(3)]
+    links = dict(iter_link_header(first.headers["link"]))
+    assert set(links) == {"next", "last"}
+    assert "page=3" in links["last"] and "per_page=2" in links["last"]
+
+    last = gh.get(links["last"])
+    assert [c["sha"] for c in last.json()["commits"]] == [sha(6)]
+    assert last.json()["files"] == []  # files come with page 1 only
+    assert {"prev", "first"} <= set(dict(iter_link_header(last.headers["link"])))
+
+
+def test_compare_files_are_the_net_change_of_the_range(gh: httpx.Client, repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[{"filename": "old.py", "status": "added"}])
+    repo.add_commit(
+        sha(2),
+        files=[
+            {"filename": "tmp.txt", "status": "added"},
+            {"filename": "new.py", "status": "added", "additions": 2},
+        ],
+    )
+    repo.add_commit(
+        sha(3),
+        files=[
+            {"filename": "tmp.txt", "status": "removed"},
+            {"filename": "new.py", "status": "modified", "additions": 3, "deletions": 1},
+            {"filename": "moved.py", "status": "renamed", "previous_filename": "old.py"},
+        ],
+    )
+    files = gh.get(f"{R}/compare/{sha(1)}...{sha(3)}").json()["files"]
+    summary = [(f["filename"], f["status"], f.get("previous_filename")) for f in files]
+    assert summary == [("moved.py", "renamed", "old.py"), ("new.py", "added", None)]
+    assert (files[1]["additions"], files[1]["deletions"], files[1]["changes"]) == (5, 1, 6)
+
+
+def test_compare_without_per_page_lists_up_to_250_commits(gh: httpx.Client, repo: FakeRepo) -> None:
+    for n in range(1, 262):
+        repo.add_commit(sha(n), files=[])
+    first = gh.get(f"{R}/compare/{sha(1)}...{sha(261)}")
+    assert first.json()["total_commits"] == 260
+    assert len(first.json()["commits"]) == 250
+    following = dict(iter_link_header(first.headers["link"]))["next"]
+    assert [c["sha"] for c in gh.get(following).json()["commits"]] == [
+        sha(n) for n in range(252, 262)
+    ]
+
+
+# -------------------------------------------------------------------------- actions
+
+
+def test_dispatch_answers_200_with_run_details_or_204_without(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    dispatches = f"{R}/actions/workflows/deploy.yml/dispatches"
+
+    detailed = gh.post(
+        dispatches, json={"ref": "main", "inputs": {"sha": sha(1)}, "return_run_details": True}
+    )
+    assert detailed.status_code == 200
+    details = detailed.json()
+    assert details["workflow_run_id"] == 1000
+    assert details["run_url"].endswith(f"{R}/actions/runs/1000")
+
+    quiet = gh.post(f"{R}/actions/workflows/55/dispatches", json={"ref": "main"})
+    assert quiet.status_code == 204 and quiet.content == b""
+
+    runs = repo.dispatched_runs("deploy.yml")
+    assert [run["id"] for run in runs] == [1000, 1001]
+    assert runs[0]["display_title"] == f"Deploy {sha(1)}"
+    assert runs[1]["display_title"] == "Deploy"  # no sha input: the workflow name
+    assert runs[0]["inputs"] == {"sha": sha(1)}
+    run = gh.get(f"{R}/actions/runs/1000").json()
+    assert run["path"] == ".github/workflows/deploy.yml"
+    assert (run["event"], run["status"], run["conclusion"]) == ("workflow_dispatch", "queued", None)
+    assert (run["head_branch"], run["head_sha"], run["run_attempt"]) == ("main", sha(1), 1)
+    assert gh.get(f"{R}/actions/runs/999").status_code == 404
+
+
+@pytest.mark.parametrize("ref", [sha(1), "no-such-branch"])
+def test_dispatch_to_a_sha_or_unknown_ref_is_422(
+    gh: httpx.Client, repo: FakeRepo, ref: str
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    response = gh.post(f"{R}/actions/workflows/deploy.yml/dispatches", json={"ref": ref})
+    assert response.status_code == 422
+    assert response.json()["message"] == f"No ref found for: {ref}"
+    assert repo.dispatched_runs("deploy.yml") == []
+
+
+def test_runs_are_listed_newest_first_and_filtered(gh: httpx.Client, repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_commit(sha(2), files=[], branch="release")
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    for ref, value in [("main", sha(1)), ("release", sha(2)), ("main", sha(1))]:
+        gh.post(
+            f"{R}/actions/workflows/deploy.yml/dispatches",
+            json={"ref": ref, "inputs": {"sha": value}},
+        )
+    payload = repo.complete_run(1000, "success")
+
+    runs_url = f"{R}/actions/workflows/deploy.yml/runs"
+    everything = gh.get(runs_url).json()
+    assert everything["total_count"] == 3
+    assert [r["id"] for r in everything["workflow_runs"]] == [1002, 1001, 1000]
+    on_main = gh.get(runs_url, params={"branch": "main", "event": "workflow_dispatch"}).json()
+    assert [r["id"] for r in on_main["workflow_runs"]] == [1002, 1000]
+    done = gh.get(runs_url, params={"status": "completed"}).json()
+    assert [r["id"] for r in done["workflow_runs"]] == [1000]
+    assert gh.get(runs_url, params={"status": "success"}).json()["total_count"] == 1
+    by_sha = gh.get(runs_url, params={"head_sha": sha(2)}).json()
+    assert [r["id"] for r in by_sha["workflow_runs"]] == [1001]
+    paged = gh.get(runs_url, params={"per_page": 1, "page": 2})
+    assert [r["id"] for r in paged.json()["workflow_runs"]] == [1001]
+    assert 'rel="next"' in paged.headers["link"]
+
+    assert payload["action"] == "completed"
+    assert payload["workflow_run"]["conclusion"] == "success"
+    assert payload["workflow_run"]["status"] == "completed"
+    assert payload["workflow_run"]["repository"]["full_name"] == f"{OWNER}/{NAME}"
+    assert payload["workflow"]["path"] == ".github/workflows/deploy.yml"
+    assert payload["installation"]["id"] == 7
+    assert payload["repository"]["id"] == 9001
+
+
+# ------------------------------------------------------------------------- statuses
+
+
+def test_statuses_are_created_and_validated(gh: httpx.Client, repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[])
+    created = gh.post(
+        f"{R}/statuses/{sha(1)}",
+        json={"state": "pending", "context": "release-governor", "description": "Checking"},
+    )
+    assert created.status_code == 201
+    assert created.json()["state"] == "pending"
+    assert created.json()["context"] == "release-governor"
+    gh.post(f"{R}/statuses/{sha(1)}", json={"state": "success", "context": "release-governor"})
+
+    too_long = gh.post(
+        f"{R}/statuses/{sha(1)}", json={"state": "failure", "description": "x" * 141}
+    )
+    assert too_long.status_code == 422
+    assert too_long.json()["message"] == "Validation Failed"
+    assert too_long.json()["errors"][0]["field"] == "description"
+    unknown = gh.post(f"{R}/statuses/{sha(9)}", json={"state": "success"})
+    assert unknown.status_code == 422
+    assert unknown.json()["message"] == f"No commit found for SHA: {sha(9)}"
+
+    assert [s["state"] for s in repo.statuses(sha(1))] == ["pending", "success"]
+    listed = gh.get(f"{R}/commits/{sha(1)}/statuses").json()
+    assert [s["state"] for s in listed] == ["success", "pending"]  # newest first
+    combined = gh.get(f"{R}/commits/main/status").json()
+    assert (combined["state"], combined["total_count"], combined["sha"]) == ("success", 1, sha(1))
+
+
+# ----------------------------------------------------------------- pulls and issues
+
+
+def test_issues_paginate_with_link_headers(gh: httpx.Client, repo: FakeRepo) -> None:
+    for n in range(5):
+        created = gh.post(
+            f"{R}/issues", json={"title": f"Incident {n}", "body": "b", "labels": ["degraded"]}
+        )
+        assert created.status_code == 201 and created.json()["number"] == n + 1
+    pages: list[list[int]] = []
+    url: str | None = f"{R}/issues?labels=degraded&state=open&per_page=2"
+    while url is not None:
+        response = gh.get(url)
+        pages.append([issue["number"] for issue in response.json()])
+        url = dict(iter_link_header(response.headers.get("link", ""))).get("next")
+    assert pages == [[5, 4], [3, 2], [1]]
+
+
+def test_issue_lists_filter_by_all_labels_and_include_pull_requests(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.open_issue("Production degraded", ["degraded", "prod"])
+    repo.open_issue("Staging degraded", ["degraded"])
+    repo.add_pull(
+        3, user="dev", head_sha=sha(7), merge_commit_sha=None, labels=["degraded", "prod"]
+    )
+    repo.close_issue(1)
+
+    both = gh.get(f"{R}/issues", params={"labels": "degraded,prod", "state": "all"}).json()
+    assert [i["number"] for i in both] == [3, 1]
+    assert "pull_request" in both[0] and "pull_request" not in both[1]
+    open_only = gh.get(f"{R}/issues", params={"labels": "degraded"}).json()
+    assert [i["number"] for i in open_only] == [3, 2]
+    assert [i["title"] for i in repo.issues()] == ["Production degraded", "Staging degraded"]
+
+    comment = gh.post(f"{R}/issues/2/comments", json={"body": "Deploys are paused."})
+    assert comment.status_code == 201
+    assert [c["body"] for c in gh.get(f"{R}/issues/2/comments").json()] == ["Deploys are paused."]
+    assert [c["body"] for c in repo.comments(2)] == ["Deploys are paused."]
+    labels = gh.get(f"{R}/issues/1/labels").json()
+    assert [label["name"] for label in labels] == ["degraded", "prod"]
+    assert gh.post(f"{R}/issues/99/comments", json={"body": "x"}).status_code == 404
+
+
+def test_pulls_for_a_commit_and_webhook_payloads(gh: httpx.Client, repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_commit(sha(2), files=[{"filename": "a.py", "status": "modified"}])
+    repo.add_pull(12, user="dev", head_sha=sha(8), merge_commit_sha=sha(2), labels=["hotfix"])
+
+    pulls = gh.get(f"{R}/commits/{sha(2)}/pulls").json()
+    assert [(p["number"], p["user"]["login"], p["merge_commit_sha"]) for p in pulls] == [
+        (12, "dev", sha(2))
+    ]
+    assert pulls[0]["labels"][0]["name"] == "hotfix"
+    assert pulls[0]["head"]["sha"] == sha(8)
+    assert gh.get(f"{R}/commits/{sha(8)}/pulls").json()[0]["number"] == 12
+    assert gh.get(f"{R}/commits/{sha(1)}/pulls").json() == []
+    pull = gh.get(f"{R}/pulls/12").json()
+    assert (pull["state"], pull["merged"]) == ("closed", True)
+    assert gh.get(f"{R}/pulls/13").status_code == 404
+
+    labeled = repo.label_added_payload(12, "deploy-now", "maintainer")
+    assert labeled["action"] == "labeled" and labeled["label"]["name"] == "deploy-now"
+    assert labeled["pull_request"]["number"] == 12
+    assert labeled["installation"]["id"] == 7 and labeled["sender"]["login"] == "maintainer"
+    assert {lb["name"] for lb in gh.get(f"{R}/pulls/12").json()["labels"]} == {
+        "hotfix",
+        "deploy-now",
+    }
+
+    commented = repo.comment_payload(12, "/deploy", "maintainer")
+    assert commented["action"] == "created"
+    assert commented["issue"]["number"] == 12 and "pull_request" in commented["issue"]
+    assert commented["comment"]["body"] == "/deploy"
+    assert gh.get(f"{R}/issues/12/comments").json()[0]["body"] == "/deploy"
+
+
+@pytest.mark.parametrize(
+    ("role", "legacy"),
+    [
+        ("admin", "admin"),
+        ("maintain", "write"),
+        ("write", "write"),
+        ("triage", "read"),
+        ("read", "read"),
+        ("none", "none"),
+    ],
+)
+def test_permission_maps_roles_to_legacy_permissions(
+    gh: httpx.Client, repo: FakeRepo, role: str, legacy: str
+) -> None:
+    repo.set_permission("Mona", role)
+    body = gh.get(f"{R}/collaborators/mona/permission").json()
+    assert (body["permission"], body["role_name"], body["user"]["login"]) == (legacy, role, "Mona")
+    unknown = gh.get(f"{R}/collaborators/ghost/permission")
+    assert unknown.status_code == 404 and unknown.json()["message"] == "ghost is not a user"
+
+
+# ------------------------------------------------------------------- injected faults
+
+
+def test_fail_next_answers_without_side_effects(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    fake.fail_next("actions/create-workflow-dispatch", 502, times=2, headers={"x-extra": "1"})
+    dispatch = f"{R}/actions/workflows/deploy.yml/dispatches"
+    for _ in range(2):
+        failed = gh.post(dispatch, json={"ref": "main"})
+        assert failed.status_code == 502 and failed.headers["x-extra"] == "1"
+    assert repo.dispatched_runs("deploy.yml") == []
+    assert gh.post(dispatch, json={"ref": "main"}).status_code == 204
+    assert len(repo.dispatched_runs("deploy.yml")) == 1
+    assert [c.status for c in fake.calls_to("actions/create-workflow-dispatch")] == [502, 502, 204]
+
+    fake.fail_next("issues/create", 500, body={"message": "Server Error"})
+    assert gh.post(f"{R}/issues", json={"title": "t"}).json() == {"message": "Server Error"}
+    assert repo.issues() == []
+
+
+def test_slow_next_does_the_side_effect_then_answers_late(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    fake.slow_next("repos/create-commit-status", 0.5)
+    started = time.monotonic()
+    with pytest.raises(httpx.ReadTimeout):
+        gh.post(f"{R}/statuses/{sha(1)}", json={"state": "success"}, timeout=0.1)
+    assert time.monotonic() - started < 0.4
+    assert [s["state"] for s in repo.statuses(sha(1))] == ["success"]  # it happened anyway
+    assert fake.calls_to("repos/create-commit-status")[0].status == 201
+    assert gh.post(f"{R}/statuses/{sha(1)}", json={"state": "success"}).status_code == 201
+
+
+def test_rate_limit_next_answers_429_with_retry_after(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    fake.rate_limit_next("issues/create", retry_after_s=3)
+    limited = gh.post(f"{R}/issues", json={"title": "t"})
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "3"
+    assert limited.headers["x-ratelimit-remaining"] == "0"
+    assert "secondary rate limit" in limited.json()["message"]
+    assert repo.issues() == []
+    assert gh.post(f"{R}/issues", json={"title": "t"}).status_code == 201
+
+
+# ------------------------------------------------------------------------- contract
+
+
+def test_requests_outside_the_contract_are_recorded(fake: FakeGitHub, gh: httpx.Client) -> None:
+    response = gh.delete(R)
+    assert response.status_code == 404 and response.json()["message"] == "Not Found"
+    assert fake.violations == [f"no operation for DELETE {R}"]
+    assert fake.calls[-1].operation_id is None and fake.calls[-1].status == 404
+    fake.violations.clear()
+
+
+def test_requests_that_break_the_contract_answer_400(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    bad_body = gh.post(f"{R}/actions/workflows/deploy.yml/dispatches", json={"ref": 5})
+    assert bad_body.status_code == 400
+    assert bad_body.json()["message"].startswith("contract violation: ")
+    assert "is not of type 'string'" in bad_body.json()["message"]
+    assert gh.get(f"{R}/issues", params={"labelz": "x"}).status_code == 400
+    assert gh.get(f"{R}/issues", params={"state": "opened"}).status_code == 400
+    assert gh.post(f"{R}/statuses/{sha(1)}", json={"state": "ok"}).status_code == 400
+    assert gh.get(R, params={"ref": "main"}).status_code == 400
+    assert len(fake.violations) == 5
+    assert repo.dispatched_runs("deploy.yml") == []
+    fake.violations.clear()
+
+
+def test_missing_github_headers_are_recorded_not_refused(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    response = gh.get(R, headers={"Accept": "*/*", "X-GitHub-Api-Version": ""})
+    assert response.status_code == 200
+    del gh.headers["X-GitHub-Api-Version"]
+    assert gh.get(R).status_code == 200
+    assert any(v.startswith("missing Accept: application/vnd.github+json") for v in fake.violations)
+    assert any(v.startswith("missing X-GitHub-Api-Version") for v in fake.violations)
+    assert fake.calls[-1].headers.get("x-github-api-version") is None
+    fake.violations.clear()
+
+
+def test_contract_prefers_literal_segments_and_lets_path_and_basehead_span_slashes(
+    contract: OpenApiContract,
+) -> None:
+    statuses = contract.match("GET", "/repos/o/r/commits/main/statuses")
+    assert statuses.operation_id == "repos/list-commit-statuses-for-ref"
+    assert statuses.template == "/repos/{owner}/{repo}/commits/{ref}/statuses"
+    assert contract.match("GET", "/repos/o/r/commits/main").operation_id == "repos/get-commit"
+    content = contract.match("GET", "/repos/o/r/contents/.github/release%20policy.yml")
+    assert content.path_params["path"] == ".github/release policy.yml"
+    compare = contract.match("GET", "/repos/o/r/compare/main...feature/x")
+    assert compare.path_params["basehead"] == "main...feature/x"
+    with pytest.raises(ContractViolation, match="no operation for GET /x"):
+        contract.match("GET", "/x")
+    with pytest.raises(ContractViolation):
+        contract.match("GET", "/repos/o/r/branches/a/b")  # one segment per parameter
+
+
+def test_contract_accepts_openapi_nullable_and_checks_bodies(contract: OpenApiContract) -> None:
+    assert nullable_to_jsonschema({"type": "string", "nullable": True}) == {
+        "anyOf": [{"type": "string"}, {"type": "null"}]
+    }
+    status = "/repos/o/r/statuses/abc"
+    ok = contract.validate(
+        "POST", status, {}, b'{"state": "success", "description": null}', "application/json"
+    )
+    assert ok.operation_id == "repos/create-commit-status"
+    with pytest.raises(ContractViolation, match="required"):
+        contract.validate("POST", status, {}, b"", None)
+    with pytest.raises(ContractViolation, match="application/json"):
+        contract.validate("POST", status, {}, b'{"state": "success"}', "text/plain")
+    with pytest.raises(ContractViolation, match="no request body"):
+        contract.validate("GET", "/repos/o/r", {}, b"{}", "application/json")
+    optional = contract.validate("POST", "/app/installations/1/access_tokens", {}, None, None)
+    assert optional.path_params == {"installation_id": "1"}
+
+
+# -------------------------------------------------------------------- app endpoints
+
+
+def test_app_installations_and_webhook_deliveries(
+    fake: FakeGitHub, http: httpx.Client, repo: FakeRepo, key_pair: tuple[str, str]
+) -> None:
+    http.headers["Authorization"] = f"Bearer {app_jwt(key_pair[0])}"
+    installations = http.get("/app/installations").json()
+    assert [(i["id"], i["account"]["login"]) for i in installations] == [(7, OWNER)]
+
+    for n in range(1, 6):
+        fake.add_delivery(
+            n, f"guid-{n}", "workflow_run", 200 if n % 2 else 500, delivered_at=1e9 + n
+        )
+    seen: list[int] = []
+    url: str | None = "/app/hook/deliveries?per_page=2"
+    while url is not None:
+        response = http.get(url)
+        seen.extend(d["id"] for d in response.json())
+        url = dict(iter_link_header(response.headers.get("link", ""))).get("next")
+        assert url is None or "cursor=" in url
+    assert seen == [5, 4, 3, 2, 1]
+    failures = http.get("/app/hook/deliveries", params={"status": "failure"}).json()
+    assert [d["id"] for d in failures] == [4, 2]
+
+    one = http.get("/app/hook/deliveries/4").json()
+    assert (one["guid"], one["status_code"], one["event"]) == ("guid-4", 500, "workflow_run")
+    assert http.post("/app/hook/deliveries/4/attempts").status_code == 202
+    assert fake.redeliveries == [4]
+    assert http.post("/app/hook/deliveries/40/attempts").status_code == 404

@@ -26,8 +26,8 @@ def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def webhook_url(state_dir: Path) -> Iterator[str]:
     env = {"GOVERNOR_STORE_URL": state_dir.as_uri(), "GOVERNOR_WEBHOOK_SECRET": SECRET}
-    with serve_function("github_webhook", env) as url:
-        yield url
+    with serve_function("github_webhook", env) as server:
+        yield server.url
 
 
 def send(
@@ -115,10 +115,10 @@ def test_get_is_not_a_delivery(webhook_url: str) -> None:
 
 def test_the_secret_never_reaches_the_logs(state_dir: Path) -> None:
     env = {"GOVERNOR_STORE_URL": state_dir.as_uri(), "GOVERNOR_WEBHOOK_SECRET": SECRET}
-    with serve_function("github_webhook", env) as url:
-        send(url, ping_body())
-        send(url, ping_body(), secret="wrong")
-    log = serve_function.last_log  # type: ignore[attr-defined]
+    with serve_function("github_webhook", env) as server:
+        send(server.url, ping_body())
+        send(server.url, ping_body(), secret="wrong")
+    log = server.log
     assert "rejected delivery" in log
     assert SECRET not in log
     for line in log.splitlines():
@@ -129,8 +129,8 @@ def test_the_secret_never_reaches_the_logs(state_dir: Path) -> None:
 
 def test_health_reports_the_store(state_dir: Path) -> None:
     env = {"GOVERNOR_STORE_URL": state_dir.as_uri(), "GOVERNOR_WEBHOOK_SECRET": SECRET}
-    with serve_function("health", env) as url:
-        response = httpx.get(url, timeout=30)
+    with serve_function("health", env) as server:
+        response = httpx.get(server.url, timeout=30)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert response.json()["store"] == state_dir.as_uri()
@@ -139,10 +139,10 @@ def test_health_reports_the_store(state_dir: Path) -> None:
 def test_missing_configuration_is_a_clear_503_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOVERNOR_STORE_URL", raising=False)
     monkeypatch.delenv("GOVERNOR_WEBHOOK_SECRET", raising=False)
-    with serve_function("health", {}) as health_url:
-        health = httpx.get(health_url, timeout=30)
-    with serve_function("github_webhook", {}) as webhook_url:
-        webhook = send(webhook_url, ping_body())
+    with serve_function("health", {}) as health_server:
+        health = httpx.get(health_server.url, timeout=30)
+    with serve_function("github_webhook", {}) as webhook_server:
+        webhook = send(webhook_server.url, ping_body())
     for response in (health, webhook):
         assert response.status_code == 503
         assert "GOVERNOR_STORE_URL" in response.json()["error"]

@@ -204,6 +204,7 @@ class GitHubApp:
                 self._api_url,
                 lambda: "token " + self._tokens.token(installation_id),
                 timeout_s=self._timeout_s,
+                on_unauthorized=lambda: self._tokens.forget(installation_id),
             )
             self._installation_clients[installation_id] = client
         owner, _, name = full_name.partition("/")

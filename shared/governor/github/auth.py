@@ -46,6 +46,10 @@ class TokenCache:
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
 
+    def forget(self, installation_id: int) -> None:
+        with self._lock:
+            self._tokens.pop(installation_id, None)
+
     def token(self, installation_id: int) -> str:
         with self._lock:
             cached = self._tokens.get(installation_id)

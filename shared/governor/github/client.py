@@ -88,6 +88,7 @@ class GitHubClient:
         max_rate_limit_wait_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        on_unauthorized: Callable[[], None] | None = None,
     ) -> None:
         self._http = httpx.Client(
             base_url=api_url.rstrip("/"),
@@ -103,8 +104,11 @@ class GitHubClient:
         self._read_attempts = read_attempts
         self._max_rate_limit_wait_s = max_rate_limit_wait_s
         self._sleep = sleep
+        self._on_unauthorized = on_unauthorized
 
-    _write_lock = threading.Lock()  # one per process: GitHub asks for serial writes
+    # One per process, as GitHub asks for serial writes. Reentrant: a write may first have
+    # to fetch an installation token, which is itself a POST.
+    _write_lock = threading.RLock()
 
     def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
         return self._send("GET", path, params=params)
@@ -157,6 +161,9 @@ class GitHubClient:
                 if wait > self._max_rate_limit_wait_s or attempt >= self._read_attempts + 1:
                     raise RateLimited(wait, method=method, path=path)
                 self._sleep(wait + random.uniform(0, 0.25))
+                continue
+            if response.status_code == 401 and self._on_unauthorized and attempt == 1:
+                self._on_unauthorized()  # a token revoked before its time: fetch a new one
                 continue
             if response.status_code in _RETRYABLE_STATUS:
                 if is_read and attempt < self._read_attempts:

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -375,3 +376,60 @@ def _quietly(send: Callable[[], object]) -> None:
 def _dispatch_calls(gov: Governed) -> int:
     calls = gov.fake.calls_to("actions/create-workflow-dispatch")
     return sum(gov.repo.full_name in c.path for c in calls)
+
+
+def test_an_unexpected_error_holds_the_sha_and_answers_500(gov: Governed) -> None:
+    deployed_base(gov)
+    sha = gov.commit("unlucky", ["src/app.py"])
+    gov.fake.fail_next("repos/compare-commits-with-basehead", 404)  # GitHub lost the base
+
+    response = gov.send(gov.verified(sha))
+
+    assert response.status_code == 500
+    assert "governor_error" in response.json()["error"]
+    status = gov.our_statuses(sha)[-1]
+    assert status["state"] == "failure" and "governor_error" in status["description"]
+    assert gov.state().holds[sha].reason == "governor_error"
+    assert gov.dispatches() == []
+
+    retried = gov.send(gov.verified(sha))  # GitHub's redelivery, or reconcile
+    assert retried.status_code == 202 and retried.json()["reason"] == "allow_low"
+
+
+def test_a_long_github_rate_limit_is_a_503_with_its_retry_after(gov: Governed) -> None:
+    deployed_base(gov)
+    sha = gov.commit("limited", ["src/app.py"])
+    gov.fake.rate_limit_next("repos/compare-commits-with-basehead", retry_after_s=120)
+
+    response = gov.send(gov.verified(sha))
+
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "120"
+    assert gov.dispatches() == []
+
+
+def test_a_write_that_cannot_get_through_is_a_503_and_changes_nothing(
+    fake: FakeGitHub, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import fcntl
+    import os
+
+    store_url = tmp_path_factory.mktemp("contended").as_uri()
+    env = function_env(fake, store_url, GOVERNOR_WRITE_TIMEOUT_S="1")
+    with serve_function("github_webhook", env) as instance:
+        gov = new_repo(fake, store_url, instance.url)
+        deployed_base(gov)
+        sha = gov.commit("contended", ["src/app.py"])
+        before = sorted(open_store(store_url).list())
+        lock = os.open(Path(store_url.removeprefix("file://")) / ".governor.lock", os.O_RDWR)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another governor write holds the store
+        try:
+            response = gov.send(gov.verified(sha))
+        finally:
+            os.close(lock)
+
+    assert response.status_code == 503
+    assert int(response.headers["retry-after"]) > 0
+    assert "another governor write is in progress" in response.json()["error"]
+    assert sorted(open_store(store_url).list()) == before
+    assert gov.dispatches() == []

@@ -37,11 +37,12 @@ from governor.events import (
     classify,
 )
 from governor.github.api import RepoApi
-from governor.github.client import OutcomeUnknown
+from governor.github.client import OutcomeUnknown, RateLimited
 from governor.ledger import ClaimStatus, Evaluation, Ledger
 from governor.policy import Decision, DecisionInputs, Outcome, Reason, decide, governor_error
 from governor.risk import Risk, RiskAssessment, assess
 from governor.state import Approval, Dispatch, ReleaseState
+from governor.store import StoreError, WriteContention
 from governor.store.envelope import new_token
 
 log = logging.getLogger("governor.service")
@@ -102,8 +103,11 @@ class Governor:
             return Answer(202, {"result": "in_progress", "until": claim.lease_until.isoformat()})
         try:
             outcome = self._route(event, delivery.guid)
-        except BaseException:
-            self.ledger.release_delivery(delivery.guid, claim.owner, self.clock())
+        except (WriteContention, RateLimited):
+            self._release(delivery.guid, claim.owner)  # transient: the redelivery redoes it
+            raise
+        except Exception:
+            self._release(delivery.guid, claim.owner)
             self._fail_closed(event, delivery.guid)
             raise
         self.ledger.finish_delivery(delivery.guid, outcome, self.clock())
@@ -129,6 +133,14 @@ class Governor:
             installation_id=event.installation.id,
             api=self.github.repo(event.installation.id, full_name),
         )
+
+    def _release(self, guid: str, owner: str) -> None:
+        try:
+            self.ledger.release_delivery(guid, owner, self.clock())
+        except StoreError:
+            log.warning(
+                "could not release the claim; it expires by itself", extra={"delivery": guid}
+            )
 
     def _fail_closed(self, event: Event, guid: str) -> None:
         """An unexpected error on a verified SHA leaves a HOLD that reconcile retries."""

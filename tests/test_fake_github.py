@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.fake_github import FakeGitHub, FakeRepo, iter_link_header
+from tests.support.keys import rsa_key_pair
 from tests.support.openapi_contract import (
     ContractViolation,
     OpenApiContract,
@@ -37,18 +38,7 @@ def sha(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return rsa_key_pair()
 
 
 @pytest.fixture(scope="module")

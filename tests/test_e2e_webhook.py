@@ -433,3 +433,23 @@ def test_a_write_that_cannot_get_through_is_a_503_and_changes_nothing(
     assert "another governor write is in progress" in response.json()["error"]
     assert sorted(open_store(store_url).list()) == before
     assert gov.dispatches() == []
+
+
+def test_shadow_mode_reports_but_never_dispatches(gov: Governed) -> None:
+    deployed_base(gov)
+    sha = gov.commit("shadow", ["src/app.py"], policy=BASE_POLICY + "mode: shadow\n")
+    response = gov.send(gov.verified(sha))
+    assert response.json()["decision"] == "ALLOW"
+    assert gov.dispatches() == []
+    status = gov.our_statuses(sha)[-1]
+    assert status["state"] == "success" and status["description"].startswith("shadow, would ALLOW")
+
+
+def test_environment_mode_dispatches_high_risk_and_reports_pending(gov: Governed) -> None:
+    deployed_base(gov)
+    policy = BASE_POLICY + "approval: {mode: environment}\n"
+    sha = gov.commit("env", ["infra/main.tf"], policy=policy)
+    response = gov.send(gov.verified(sha))
+    assert response.json()["reason"] == "allow_high_environment"
+    assert [d["inputs"] for d in gov.dispatches()] == [{"sha": sha}]
+    assert gov.our_statuses(sha)[-1]["state"] == "pending"

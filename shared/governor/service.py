@@ -144,9 +144,13 @@ class Governor:
 
     def _fail_closed(self, event: Event, guid: str) -> None:
         """An unexpected error on a verified SHA leaves a HOLD that reconcile retries."""
-        if not isinstance(event, WorkflowRunCompleted) or event.workflow_run.event != "push":
+        if not isinstance(event, WorkflowRunCompleted):
             return
-        sha = event.workflow_run.head_sha
+        run = event.workflow_run
+        on_default_branch = run.head_branch == (event.repository.default_branch or "main")
+        if run.event != "push" or run.conclusion != "success" or not on_default_branch:
+            return  # not a SHA the governor would have evaluated: nothing to hold
+        sha = run.head_sha
         try:
             repo = self._repo(event)
             decision = governor_error("the governor failed while evaluating; it will retry")

@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.fake_github import FakeGitHub, FakeRepo, iter_link_header
 from tests.support.keys import rsa_key_pair
@@ -181,12 +179,7 @@ def test_a_bad_app_jwt_is_refused(
 ) -> None:
     private = key_pair[0]
     if wrong_key:
-        other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        private = other.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ).decode()
+        private, _public = rsa_key_pair("not-the-app")
     response = http.post(
         "/app/installations/7/access_tokens",
         headers={"Authorization": f"Bearer {app_jwt(private, **claims)}"},

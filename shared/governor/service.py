@@ -338,26 +338,24 @@ class Governor:
     def _send_dispatch(self, repo: Repo, sha: str, policy: Policy, live: Dispatch) -> str:
         assert policy.deploy_workflow is not None
         ref = policy.deploy_ref or policy.default_branch or repo.default_branch
-        for attempt in (1, 2):
-            try:
-                result = repo.api.dispatch(policy.deploy_workflow, ref, {"sha": sha})
-            except OutcomeUnknown:
-                # The dispatch may have happened: look for its run before trying again.
-                run = self._find_run(repo, policy, sha, live.at)
-                if run is not None:
-                    self._record_run(repo, sha, live.intent_id, int(run["id"]), run.get("html_url"))
-                    return f"dispatched, run {run['id']} found after an unclear answer"
-                if attempt == 2:
-                    raise
-                continue
-            run_id, run_url = result.run_id, result.html_url
-            if run_id is None:  # an older GitHub answers 204 without the run
-                run = self._find_run(repo, policy, sha, live.at)
-                run_id, run_url = (int(run["id"]), run.get("html_url")) if run else (None, None)
-            if run_id is not None:
-                self._record_run(repo, sha, live.intent_id, run_id, run_url)
-            return f"dispatched run {run_id}" if run_id else "dispatched"
-        raise AssertionError("unreachable")
+        try:
+            result = repo.api.dispatch(policy.deploy_workflow, ref, {"sha": sha})
+        except OutcomeUnknown:
+            # The dispatch may have happened: look for its run before trying once more.
+            # If that second try is unclear too, the error ends this delivery; whoever
+            # finds the intent later looks for the run again before dispatching.
+            run = self._find_run(repo, policy, sha, live.at)
+            if run is not None:
+                self._record_run(repo, sha, live.intent_id, int(run["id"]), run.get("html_url"))
+                return f"dispatched, run {run['id']} found after an unclear answer"
+            result = repo.api.dispatch(policy.deploy_workflow, ref, {"sha": sha})
+        run_id, run_url = result.run_id, result.html_url
+        if run_id is None:  # an older GitHub answers 204 without the run
+            run = self._find_run(repo, policy, sha, live.at)
+            run_id, run_url = (int(run["id"]), run.get("html_url")) if run else (None, None)
+        if run_id is not None:
+            self._record_run(repo, sha, live.intent_id, run_id, run_url)
+        return f"dispatched run {run_id}" if run_id else "dispatched"
 
     def _find_run(
         self, repo: Repo, policy: Policy, sha: str, since: datetime

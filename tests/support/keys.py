@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 
 @functools.cache
-def rsa_key_pair() -> tuple[str, str]:
-    """(private PEM, public PEM), made once per test process."""
+def rsa_key_pair(name: str = "app") -> tuple[str, str]:
+    """(private PEM, public PEM), made once per name per test process."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     private = key.private_bytes(
         serialization.Encoding.PEM,

@@ -56,6 +56,10 @@ class _ConfiguredGitHub:
     def repo(self, installation_id: int, full_name: str) -> RepoApi:
         return _github_app().repo(installation_id, full_name)
 
+    def bot_login(self) -> str:
+        slug = _settings().github_app_slug or _github_app().app_slug()
+        return f"{slug}[bot]"
+
 
 @functools.cache
 def _governor() -> Governor:
@@ -84,17 +88,23 @@ def _unavailable(message: str, retry_after_s: float) -> flask.Response:
     return _json(503, {"error": message}, {"Retry-After": str(max(1, round(retry_after_s)))})
 
 
+def _not_configured(exc: ConfigError) -> flask.Response:
+    """503 for every request while the settings are unusable; the details go to the log only."""
+    log.error("governor is not configured: %s", exc)
+    return _unavailable("governor is not configured; the function's log says what to fix", 60)
+
+
 @functions_framework.http
 def health(request: flask.Request) -> flask.Response:
-    """200 when settings load and the store answers; 503 saying what is wrong otherwise."""
+    """200 when settings load and the store answers; 503 otherwise (details in the log only)."""
     try:
-        store = _store()
-        store.get("health/probe")
+        _store().get("health/probe")
     except ConfigError as exc:
-        return _unavailable(f"governor is not configured: {exc}", 60)
+        return _not_configured(exc)
     except StoreError as exc:
-        return _unavailable(f"store is not usable: {exc}", 30)
-    return _json(200, {"status": "ok", "version": __version__, "store": store.url})
+        log.error("health: the store is not usable: %s", exc)
+        return _unavailable("the store is not usable; the function's log says why", 30)
+    return _json(200, {"status": "ok", "version": __version__})
 
 
 @functions_framework.http
@@ -105,15 +115,13 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
     try:
         settings = _settings()
     except ConfigError as exc:
-        return _unavailable(f"governor is not configured: {exc}", 60)
+        return _not_configured(exc)
     if (request.content_length or 0) > MAX_BODY_BYTES:
         return _json(413, {"error": "body is over GitHub's 25 MB webhook limit"})
     body = request.get_data(cache=True)
     headers = {name.lower(): value for name, value in request.headers.items()}
     try:
-        delivery = parse_delivery(
-            headers, body, settings.webhook_secret.get_secret_value().encode()
-        )
+        delivery = parse_delivery(headers, body, settings.webhook_secrets())
     except InvalidDelivery as exc:
         log.warning("rejected delivery: %s", exc, extra={"status": exc.status})
         return _json(exc.status, {"error": str(exc)})
@@ -124,7 +132,7 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
     try:
         answer = _governor().handle(delivery)
     except ConfigError as exc:
-        return _unavailable(f"governor is not configured: {exc}", 60)
+        return _not_configured(exc)
     except WriteContention as exc:
         log.warning("write contention: %s", exc, extra=context)
         return _unavailable(str(exc), 5)
@@ -138,8 +146,8 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
         return _json(
             500,
             {
-                "error": "the governor failed on this delivery; the SHA is held "
-                "(governor_error) and it will be retried",
+                "error": "the governor failed on this delivery; nothing was allowed, a governed "
+                "SHA is held (governor_error), and it will be retried",
                 "delivery": delivery.guid,
             },
         )

@@ -94,8 +94,9 @@ def gov(fake: FakeGitHub, gcs_store_url: str, gcs_webhook: str) -> Iterator[Gove
     assert fake.violations == [], "the governor made a request GitHub's description does not have"
 
 
-def deployed_base(gov: Governed) -> str:
-    base = gov.commit("base", ["README.md"])
+def deployed_base(gov: Governed, policy: str = BASE_POLICY) -> str:
+    """Production at a first commit whose policy (the trusted one from then on) is `policy`."""
+    base = gov.commit("base", ["README.md"], policy=policy)
     gov.in_production(base)
     return base
 
@@ -119,7 +120,7 @@ def test_low_change_is_allowed_and_dispatched_exactly_once(
     assert response.json()["decision"] == "ALLOW" and response.json()["reason"] == "allow_low"
     dispatches = gov.dispatches()
     assert len(dispatches) == 1
-    assert dispatches[0]["inputs"] == {"sha": sha} and dispatches[0]["ref"] == "main"
+    assert dispatches[0]["inputs"] == {"sha": sha} and dispatches[0]["ref"] == "refs/heads/main"
     statuses = gov.our_statuses(sha)
     assert [s["state"] for s in statuses] == ["success"]
     assert "allow_low" in statuses[0]["description"]
@@ -241,8 +242,12 @@ def test_five_deliveries_of_one_run_dispatch_once(gov: Governed) -> None:
     payload = gov.verified(sha)
     with ThreadPoolExecutor(max_workers=5) as pool:
         answers = list(pool.map(lambda _i: gov.send(payload), range(5)))
-    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+    results = sorted(a.json()["result"] for a in answers)
+    assert results.count("decided") == 1, results
+    assert set(results) <= {"decided", "duplicate", "in_progress"}, results
     assert len(gov.dispatches()) == 1
+    claims = [k for k in open_store(gov.store_url).list("deliveries/") if str(gov.repo.repo_id) in k]
+    assert len(claims) == 1, claims  # one claim for the run, whatever the GUIDs
 
 
 def test_instance_killed_between_intent_and_dispatch_dispatches_once_in_the_end(
@@ -436,7 +441,7 @@ def test_a_write_that_cannot_get_through_is_a_503_and_changes_nothing(
 
 
 def test_shadow_mode_reports_but_never_dispatches(gov: Governed) -> None:
-    deployed_base(gov)
+    deployed_base(gov, BASE_POLICY + "mode: shadow\n")
     sha = gov.commit("shadow", ["src/app.py"], policy=BASE_POLICY + "mode: shadow\n")
     response = gov.send(gov.verified(sha))
     assert response.json()["decision"] == "ALLOW"
@@ -446,8 +451,8 @@ def test_shadow_mode_reports_but_never_dispatches(gov: Governed) -> None:
 
 
 def test_environment_mode_dispatches_high_risk_and_reports_pending(gov: Governed) -> None:
-    deployed_base(gov)
     policy = BASE_POLICY + "approval: {mode: environment}\n"
+    deployed_base(gov, policy)
     sha = gov.commit("env", ["infra/main.tf"], policy=policy)
     response = gov.send(gov.verified(sha))
     assert response.json()["reason"] == "allow_high_environment"

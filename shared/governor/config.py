@@ -34,6 +34,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from governor.store.base import DEFAULT_WRITE_TIMEOUT_S
 
 POLICY_PATH: Final = ".github/release-governor.yml"
+MIN_SECRET_LENGTH: Final = 16
+REMOVED_POLICY_KEYS: Final = {
+    "default_branch": "default_branch was removed; the governor uses the repository's default "
+    "branch from GitHub's settings",
+}
 
 
 class ConfigError(Exception):
@@ -61,6 +66,11 @@ class AppSettings(BaseSettings):
     webhook_secret: SecretStr = Field(
         description="The GitHub App's webhook secret; deliveries not signed with it get 401.",
     )
+    webhook_secret_previous: SecretStr | None = Field(
+        default=None,
+        description="The secret being rotated out: deliveries signed with it are accepted too "
+        "until it is removed (see docs/github-app.md, rotating the secret).",
+    )
     write_timeout_s: float = Field(
         default=DEFAULT_WRITE_TIMEOUT_S,
         gt=0,
@@ -74,6 +84,11 @@ class AppSettings(BaseSettings):
     )
     github_private_key_path: Path | None = Field(
         default=None, description="The App's private key (PEM), as a file path."
+    )
+    github_app_slug: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="The App's slug (its bot user is <slug>[bot]); looked up from GitHub if unset.",
     )
     github_api_url: str = Field(
         default="https://api.github.com",
@@ -99,6 +114,21 @@ class AppSettings(BaseSettings):
     github_timeout_s: float = Field(
         default=10, gt=0, le=120, description="Timeout of one request to GitHub."
     )
+
+    @field_validator("webhook_secret", "webhook_secret_previous", "link_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"is shorter than {MIN_SECRET_LENGTH} characters; use a long random value "
+                "(e.g. `openssl rand -hex 32`)"
+            )
+        return value
+
+    def webhook_secrets(self) -> tuple[bytes, ...]:
+        """The secrets a delivery may be signed with: the current one, then the previous."""
+        secrets = [self.webhook_secret, self.webhook_secret_previous]
+        return tuple(s.get_secret_value().encode() for s in secrets if s is not None)
 
     @model_validator(mode="after")
     def _one_private_key(self) -> AppSettings:
@@ -330,20 +360,23 @@ class Policy(_Strict):
     """A repository's release policy. Every key is optional; see docs/policy.md."""
 
     enabled: bool = True
-    default_branch: str | None = Field(default=None, min_length=1)
     verification_workflow: str = Field(
         default="verify-main.yml",
         min_length=1,
         description="Workflow name, or file name / path under .github/workflows.",
     )
     deploy_workflow: str | None = Field(default=None, description="File name, e.g. deploy.yml.")
-    deploy_ref: str | None = Field(default=None, min_length=1, description="Branch to dispatch on.")
+    deploy_ref: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Branch to dispatch on (default: the repository's default branch).",
+    )
     high_risk_paths: PathPatterns = DEFAULT_HIGH_RISK_PATHS
     medium_risk_paths: PathPatterns = DEFAULT_MEDIUM_RISK_PATHS
     cooldown_minutes: int = Field(default=30, ge=0, le=7 * 24 * 60)
     max_deploys_per_hour: int = Field(default=6, ge=1, le=1000)
     approval: ApprovalPolicy = ApprovalPolicy()
-    require_approval_for_first_deploy: bool = True
+    require_approval_for_first_deploy: bool = False
     degraded: DegradedPolicy = DegradedPolicy()
     freeze: FreezePolicy = FreezePolicy()
     mode: Mode | None = None
@@ -354,6 +387,16 @@ class Policy(_Strict):
         if value is not None and not re.fullmatch(r"[\w.-]+\.ya?ml", value):
             raise ValueError("must be a workflow file name such as deploy.yml")
         return value
+
+    @field_validator("deploy_ref")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        branch = value.removeprefix("refs/heads/")
+        if branch.startswith("refs/") or not re.fullmatch(r"[\w./-]+", branch) or ".." in branch:
+            raise ValueError("must be a branch name such as main (not a tag, SHA or other ref)")
+        return branch
 
     @functools.cached_property
     def high_risk_spec(self) -> pathspec.GitIgnoreSpec:
@@ -396,5 +439,8 @@ def parse_policy(text: str | None) -> Policy | PolicyProblem | None:
     except ValidationError as exc:
         first = exc.errors()[0]
         key = ".".join(str(part) for part in first["loc"]) or "(file)"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            removed = REMOVED_POLICY_KEYS.get(key)
+            message = f"unknown key: {removed}" if removed else "unknown key (see docs/policy.md)"
         return PolicyProblem(key=key, message=message)

@@ -5,13 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_BODY_BYTES: Final = 25 * 1024 * 1024
 """GitHub caps webhook payloads at 25 MB; anything larger is not from GitHub."""
+_SIGNATURE: Final = re.compile(r"sha256=[0-9a-f]{64}")
+_GUID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
 
 
 class InvalidDelivery(Exception):
@@ -27,11 +32,19 @@ def signature_for(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-def verify_signature(secret: bytes, body: bytes, header: str | None) -> None:
-    """Raise InvalidDelivery(401) unless `header` is the HMAC-SHA256 of `body` under `secret`."""
+def verify_signature(secrets: Sequence[bytes], body: bytes, header: str | None) -> None:
+    """Raise InvalidDelivery(401) unless `header` is the HMAC-SHA256 of `body` under a secret.
+
+    Several secrets are accepted while one is rotated out. Every one is compared, in
+    constant time, whichever matches, so timing does not tell which secret signed.
+    """
     if not header:
         raise InvalidDelivery(401, "missing X-Hub-Signature-256 header: is the webhook secret set?")
-    if not hmac.compare_digest(signature_for(secret, body), header):
+    if not _SIGNATURE.fullmatch(header):
+        raise InvalidDelivery(401, "X-Hub-Signature-256 is not of the form sha256=<64 hex digits>")
+    expected = header.encode("ascii")
+    matches = [hmac.compare_digest(signature_for(s, body).encode(), expected) for s in secrets]
+    if not any(matches):
         raise InvalidDelivery(401, "X-Hub-Signature-256 does not match the body and webhook secret")
 
 
@@ -42,15 +55,19 @@ class Delivery:
     payload: dict[str, Any]
 
 
-def parse_delivery(headers: dict[str, str], body: bytes, secret: bytes) -> Delivery:
+def parse_delivery(headers: dict[str, str], body: bytes, secrets: Sequence[bytes]) -> Delivery:
     """Check size, signature, headers and JSON, in that order; the signature before parsing."""
     if len(body) > MAX_BODY_BYTES:
         raise InvalidDelivery(413, f"body of {len(body)} bytes is over GitHub's 25 MB limit")
-    verify_signature(secret, body, headers.get("x-hub-signature-256"))
+    verify_signature(secrets, body, headers.get("x-hub-signature-256"))
     guid = headers.get("x-github-delivery", "").strip()
     event = headers.get("x-github-event", "").strip()
     if not guid or not event:
         raise InvalidDelivery(400, "missing X-GitHub-Delivery or X-GitHub-Event header")
+    if not _GUID.fullmatch(guid):
+        raise InvalidDelivery(400, "X-GitHub-Delivery is not a delivery GUID")
+    if not re.fullmatch(r"[a-z_]{1,64}", event):
+        raise InvalidDelivery(400, "X-GitHub-Event is not an event name")
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -98,6 +115,8 @@ class _WorkflowRun(_Payload):
     run_attempt: int = 1
     head_repository: _HeadRepository | None = None
     html_url: str | None = None
+    created_at: str | None = None
+    triggering_actor: _Account | None = None
 
 
 class _Label(_Payload):
@@ -113,6 +132,7 @@ class _PullRequest(_Payload):
     user: _Account
     head: _PullHead
     merge_commit_sha: str | None = None
+    updated_at: str | None = None
 
 
 class _Issue(_Payload):
@@ -122,6 +142,7 @@ class _Issue(_Payload):
 
 
 class _Comment(_Payload):
+    id: int
     body: str
     user: _Account
 
@@ -146,7 +167,37 @@ class IssueCommentCreated(_RepoEvent):
     comment: _Comment
 
 
-Event = WorkflowRunCompleted | PullRequestLabeled | IssueCommentCreated
+class _Deployment(_Payload):
+    id: int
+
+
+class DeploymentProtectionRuleRequested(_RepoEvent):
+    """A deployment waits for the App's custom protection rule (GitHub waits up to 30 days)."""
+
+    environment: str = Field(min_length=1)
+    deployment_callback_url: str
+    deployment: _Deployment
+
+    def run_id(self) -> int | None:
+        """The workflow run the callback is for, if the URL is this repository's callback."""
+        path = urlsplit(self.deployment_callback_url).path
+        owner, _, name = self.repository.full_name.partition("/")
+        match = re.fullmatch(
+            r"(?:/api/v3)?/repos/([^/]+)/([^/]+)/actions/runs/([0-9]{1,19})/"
+            r"deployment_protection_rule",
+            path,
+        )
+        if match is None or (match[1].lower(), match[2].lower()) != (owner.lower(), name.lower()):
+            return None
+        return int(match[3])
+
+
+Event = (
+    WorkflowRunCompleted
+    | PullRequestLabeled
+    | IssueCommentCreated
+    | DeploymentProtectionRuleRequested
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +205,11 @@ class Ignored:
     why: str
 
 
-_HANDLED: Final[
-    dict[tuple[str, str], type[WorkflowRunCompleted | PullRequestLabeled | IssueCommentCreated]]
-] = {
+_HANDLED: Final[dict[tuple[str, str], type[Event]]] = {
     ("workflow_run", "completed"): WorkflowRunCompleted,
     ("pull_request", "labeled"): PullRequestLabeled,
     ("issue_comment", "created"): IssueCommentCreated,
+    ("deployment_protection_rule", "requested"): DeploymentProtectionRuleRequested,
 }
 _ACKNOWLEDGED: Final = {
     "installation": "installations are picked up by reconcile; nothing to do now",
@@ -184,8 +234,30 @@ def classify(delivery: Delivery) -> Event | Ignored:
     if not isinstance(delivery.payload.get("installation"), dict):
         return Ignored("the payload names no installation, so the governor cannot act on it")
     try:
-        return model.model_validate(delivery.payload)
+        event: Event = model.model_validate(delivery.payload)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
         return Ignored(f"payload field '{where}' is unusable: {first['msg']}")
+    if isinstance(event, DeploymentProtectionRuleRequested) and event.run_id() is None:
+        return Ignored("deployment_callback_url is not a workflow run of this repository")
+    return event
+
+
+def identity(event: Event) -> str:
+    """What the delivery is about, from the signed payload itself, not its GUID.
+
+    A delivery's claim is keyed by this, so the same body replayed under a new GUID (or
+    GitHub sending one fact twice) finds the claim of the first and changes nothing.
+    """
+    repo = event.repository.id
+    if isinstance(event, WorkflowRunCompleted):
+        run = event.workflow_run
+        return f"workflow-run-{repo}-{run.id}-{run.run_attempt}"
+    if isinstance(event, IssueCommentCreated):
+        return f"comment-{repo}-{event.comment.id}"
+    if isinstance(event, PullRequestLabeled):
+        pull = event.pull_request
+        what = f"{event.label.name}\0{pull.updated_at}\0{event.sender.login}"
+        return f"label-{repo}-{pull.number}-{hashlib.sha256(what.encode()).hexdigest()[:24]}"
+    return f"protection-{repo}-{event.run_id()}-{event.deployment.id}"

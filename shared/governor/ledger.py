@@ -1,6 +1,6 @@
 """What the governor remembers, as documents on the store, changed only through `update`.
 
-    deliveries/<guid>.json                 delivery claim: processing (lease) -> done (outcome)
+    deliveries/<identity>.json             delivery claim: processing (lease) -> done (outcome)
     repos/<repo_id>/state.json             release state, one per repository
     repos/<repo_id>/decisions/<sha>.json   every evaluation of one SHA
     repos/<repo_id>/runs/<run>-<n>.json    a deploy run whose outcome was processed (create-only)
@@ -42,6 +42,9 @@ class _Doc(BaseModel):
 class DeliveryRecord(_Doc):
     schema_version: Literal[1] = 1
     guid: str
+    """The GUID of the first delivery that claimed it."""
+    identity: str | None = None
+    """What the payload is about (`governor.events.identity`); the key is made from it."""
     event: str
     status: Literal["processing", "done"]
     owner: str
@@ -70,10 +73,10 @@ class Claim:
     """Claimed after another instance's lease expired: its work may be half done."""
 
 
-def delivery_key(guid: str) -> str:
-    if not _GUID.fullmatch(guid):
-        raise ValueError(f"delivery id {guid!r} is not a GitHub delivery GUID")
-    return f"deliveries/{guid}.json"
+def delivery_key(identity: str) -> str:
+    if not _GUID.fullmatch(identity):
+        raise ValueError(f"delivery identity {identity!r} is not usable as a key")
+    return f"deliveries/{identity}.json"
 
 
 def state_key(repo_id: int) -> str:
@@ -140,16 +143,24 @@ class Ledger:
     # deliveries
 
     def claim_delivery(
-        self, guid: str, event: str, now: datetime, lease: timedelta = DEFAULT_LEASE
+        self,
+        identity: str,
+        event: str,
+        now: datetime,
+        lease: timedelta = DEFAULT_LEASE,
+        *,
+        guid: str | None = None,
     ) -> Claim:
-        """Claim a delivery for processing: exactly one live claimant at a time.
+        """Claim what a delivery is about for processing: exactly one live claimant at a time.
 
-        GitHub redelivers with the same GUID, so "seen" is not enough: a delivery whose
+        The claim is keyed by the payload's identity, so a delivery of the same fact under
+        another GUID finds it and writes nothing. "Seen" is not enough: a delivery whose
         claimant died (lease expired, still "processing") is taken over and redone.
         """
         me = new_token()
         mine = DeliveryRecord(
-            guid=guid,
+            guid=guid or identity,
+            identity=identity,
             event=event,
             status="processing",
             owner=me,
@@ -166,7 +177,7 @@ class Ledger:
             takeover = mine.model_copy(update={"attempts": current.attempts + 1})
             return takeover.model_dump_json().encode()
 
-        result = update(self.store, delivery_key(guid), claim)
+        result = update(self.store, delivery_key(identity), claim)
         record = DeliveryRecord.model_validate_json(result.data)
         if record.owner == me:
             return Claim(ClaimStatus.CLAIMED, me, record.lease_until, takeover=record.attempts > 1)

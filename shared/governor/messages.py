@@ -10,6 +10,10 @@ from governor.policy import Decision, Outcome, Reason
 
 STATUS_LIMIT: Final = 140
 """GitHub refuses a commit status description longer than 140 characters."""
+NOT_GOVERNOR_RUN_HINT: Final = (
+    "deploys go through the governor: merge to the default branch and let verification "
+    "pass; to redeploy, re-run the governor's own deploy run"
+)
 
 
 def _when(moment: datetime | None) -> str:

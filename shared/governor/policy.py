@@ -40,6 +40,8 @@ class Reason(StrEnum):
     HIGH_RISK_NO_APPROVAL = "high_risk_no_approval"
     RISK_UNKNOWN = "risk_unknown"
     GOVERNOR_ERROR = "governor_error"
+    NOT_GOVERNOR_RUN = "not_governor_run"
+    """Protection rule: the run asking to deploy is not a deploy the governor dispatched."""
 
 
 @dataclass(frozen=True, slots=True)

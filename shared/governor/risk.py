@@ -36,6 +36,24 @@ class RiskAssessment:
     notes: tuple[str, ...] = field(default=())
 
 
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """GitHub's compare of BASE...HEAD: how head relates to base, and what it changes."""
+
+    status: str
+    """ahead, behind, identical or diverged: how head relates to base."""
+    ahead_by: int
+    behind_by: int
+    files: tuple[ChangedFile, ...]
+    complete: bool
+    """False when GitHub may have left files out (it lists at most 300)."""
+
+    @property
+    def head_is_ancestor(self) -> bool:
+        """Head is base or an ancestor of base: base already contains everything head has."""
+        return self.status in ("identical", "behind")
+
+
 def paths_of(files: Iterable[ChangedFile]) -> list[str]:
     """Every path a change touches: a renamed file counts under both names."""
     paths = []

@@ -2,7 +2,11 @@
 
 Every side effect is guarded by a record written before it (delivery claim, dispatch
 intent, run marker), so GitHub's at-least-once deliveries cause each effect at most
-once, and anything unexpected ends in a HOLD (`governor_error`), never in an ALLOW.
+once. What governs a decision is the trusted policy (the one in production, or the
+default branch's before any deploy); the SHA's own policy can only add restrictions
+(`governor.gate`). The decision is made again inside the conditional write that commits
+it, on the state actually written. Anything unexpected on a governed SHA ends in a HOLD
+(`governor_error`), never in an ALLOW, and never over a live dispatch.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlencode
@@ -27,21 +31,25 @@ from governor.config import (
     PolicyProblem,
     parse_policy,
 )
+from governor.deploy_runs import RunInfo, find_dispatched_run, is_dispatched_run, workflow_path
 from governor.events import (
     Delivery,
+    DeploymentProtectionRuleRequested,
     Event,
     Ignored,
     IssueCommentCreated,
     PullRequestLabeled,
     WorkflowRunCompleted,
     classify,
+    identity,
 )
+from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
 from governor.github.api import RepoApi
 from governor.github.client import OutcomeUnknown, RateLimited
 from governor.ledger import ClaimStatus, Evaluation, Ledger
-from governor.policy import Decision, DecisionInputs, Outcome, Reason, decide, governor_error
-from governor.risk import Risk, RiskAssessment, assess
-from governor.state import Approval, Dispatch, ReleaseState
+from governor.policy import Decision, Outcome, Reason, governor_error
+from governor.risk import Comparison
+from governor.state import Approval, Dispatch, RejectedRun, ReleaseState
 from governor.store import StoreError, WriteContention
 from governor.store.envelope import new_token
 
@@ -49,10 +57,16 @@ log = logging.getLogger("governor.service")
 
 DEPLOY_FAILURES: Final = frozenset({"failure", "timed_out", "startup_failure"})
 FAILURE_LABELS: Final = ("deploy-failure", "severity:high")
+Trusted = tuple[Policy | PolicyProblem | None, str]
+"""The trusted policy and where it was read."""
 
 
 class GitHubPort(Protocol):
     def repo(self, installation_id: int, full_name: str) -> RepoApi: ...
+
+    def bot_login(self) -> str:
+        """The App's own bot user (`<slug>[bot]`): the triggering actor of its dispatches."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,20 @@ class Repo:
     default_branch: str
     installation_id: int
     api: RepoApi
+
+    @property
+    def default_ref(self) -> str:
+        return f"refs/heads/{self.default_branch}"
+
+
+@dataclass(slots=True)
+class _Committed:
+    """What the conditional write that commits a decision saw and did (filled in by it)."""
+
+    verdict: Verdict | None = None
+    state: ReleaseState | None = None
+    result: str = "decided"
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Governor:
@@ -96,21 +124,22 @@ class Governor:
         event = classify(delivery)
         if isinstance(event, Ignored):
             return Answer(200, {"result": "ignored", "why": event.why})
-        claim = self.ledger.claim_delivery(delivery.guid, delivery.event, self.clock(), self.lease)
+        if not event.repository.default_branch:
+            return Answer(200, {"result": "ignored", "why": "the payload names no default branch"})
+        key = identity(event)
+        claim = self.ledger.claim_delivery(
+            key, delivery.event, self.clock(), self.lease, guid=delivery.guid
+        )
         if claim.status is ClaimStatus.DONE:
             return Answer(200, {"result": "duplicate", "outcome": claim.outcome})
         if claim.status is ClaimStatus.IN_PROGRESS:
             return Answer(202, {"result": "in_progress", "until": claim.lease_until.isoformat()})
         try:
             outcome = self._route(event, delivery.guid)
-        except (WriteContention, RateLimited):
-            self._release(delivery.guid, claim.owner)  # transient: the redelivery redoes it
-            raise
         except Exception:
-            self._release(delivery.guid, claim.owner)
-            self._fail_closed(event, delivery.guid)
+            self._release(key, claim.owner)  # the redelivery (or reconcile) redoes it
             raise
-        self.ledger.finish_delivery(delivery.guid, outcome, self.clock())
+        self.ledger.finish_delivery(key, outcome, self.clock())
         status = 200 if outcome.get("result") == "ignored" else 202
         return Answer(status, outcome)
 
@@ -122,49 +151,37 @@ class Governor:
             return self.on_verification(repo, event, guid)
         if isinstance(event, PullRequestLabeled):
             return self.on_label(repo, event, guid)
+        if isinstance(event, DeploymentProtectionRuleRequested):
+            return self.on_protection_rule(repo, event)
         return self.on_comment(repo, event, guid)
 
     def _repo(self, event: Event) -> Repo:
         full_name = event.repository.full_name
+        assert event.repository.default_branch  # handle() answered payloads without one
         return Repo(
             id=event.repository.id,
             full_name=full_name,
-            default_branch=event.repository.default_branch or "main",
+            default_branch=event.repository.default_branch,
             installation_id=event.installation.id,
             api=self.github.repo(event.installation.id, full_name),
         )
 
-    def _release(self, guid: str, owner: str) -> None:
+    def _release(self, key: str, owner: str) -> None:
         try:
-            self.ledger.release_delivery(guid, owner, self.clock())
+            self.ledger.release_delivery(key, owner, self.clock())
         except StoreError:
-            log.warning(
-                "could not release the claim; it expires by itself", extra={"delivery": guid}
-            )
+            log.warning("could not release the claim; it expires by itself", extra={"claim": key})
 
-    def _fail_closed(self, event: Event, guid: str) -> None:
-        """An unexpected error on a verified SHA leaves a HOLD that reconcile retries."""
-        if not isinstance(event, WorkflowRunCompleted):
-            return
-        run = event.workflow_run
-        on_default_branch = run.head_branch == (event.repository.default_branch or "main")
-        if run.event != "push" or run.conclusion != "success" or not on_default_branch:
-            return  # not a SHA the governor would have evaluated: nothing to hold
-        sha = run.head_sha
-        try:
-            repo = self._repo(event)
-            decision = governor_error("the governor failed while evaluating; it will retry")
-            now = self.clock()
-            self.ledger.transition(
-                repo.id,
-                repo.full_name,
-                lambda s: transitions.hold_recorded(s, sha, decision.reason.value, None, now),
-            )
-            self._post_status(repo, sha, decision, None, Mode.ENFORCE)
-        except Exception:
-            log.exception(
-                "could not record the fail-closed hold", extra={"sha": sha, "delivery": guid}
-            )
+    # -- the trusted policy -------------------------------------------------------------
+
+    def trusted_policy(self, repo: Repo, state: ReleaseState) -> Trusted:
+        """The policy in production; before any deploy, or if production's is missing,
+        invalid or disabled, the default branch's (so an opt-in or a fix is possible)."""
+        if state.production_sha is not None:
+            policy = parse_policy(repo.api.file_text(POLICY_PATH, state.production_sha))
+            if isinstance(policy, Policy) and policy.enabled:
+                return policy, f"production {state.production_sha}"
+        return parse_policy(repo.api.file_text(POLICY_PATH, repo.default_ref)), repo.default_ref
 
     # -- verification succeeded ---------------------------------------------------------
 
@@ -173,72 +190,112 @@ class Governor:
         not_ours = _why_not_verification(repo, event)
         if not_ours:
             return {"result": "ignored", "why": not_ours}
-        policy = parse_policy(repo.api.file_text(POLICY_PATH, run.head_sha))
-        if policy is None:
-            return {"result": "ignored", "why": f"{repo.full_name} has no {POLICY_PATH}"}
-        if isinstance(policy, Policy):
-            branch = policy.default_branch or repo.default_branch
-            if run.head_branch != branch:
-                return {"result": "ignored", "why": f"branch {run.head_branch} is not {branch}"}
-            if not _workflow_matches(policy.verification_workflow, run.name, run.path):
-                return {
-                    "result": "ignored",
-                    "why": f"workflow '{run.name}' is not '{policy.verification_workflow}'",
-                }
-        return self.evaluate(repo, run.head_sha, policy, trigger="verified", delivery=guid)
+        state = self.ledger.read_state(repo.id, repo.full_name)
+        trusted = self.trusted_policy(repo, state)
+        policy = trusted[0]
+        if policy is None or (isinstance(policy, Policy) and not policy.enabled):
+            return {"result": "ignored", "why": f"{repo.full_name} is not governed ({trusted[1]})"}
+        if isinstance(policy, Policy) and not _workflow_matches(
+            policy.verification_workflow, run.name, run.path
+        ):
+            return {
+                "result": "ignored",
+                "why": f"workflow '{run.name}' is not '{policy.verification_workflow}'",
+            }
+        return self.evaluate(
+            repo, run.head_sha, trigger="verified", delivery=guid, state=state, trusted=trusted
+        )
 
     def evaluate(
         self,
         repo: Repo,
         sha: str,
-        policy: Policy | PolicyProblem | None,
+        *,
+        trigger: str,
+        delivery: str | None,
+        state: ReleaseState | None = None,
+        trusted: Trusted | None = None,
+    ) -> dict[str, Any]:
+        """Decide for `sha` and act on the decision; safe to repeat."""
+        state = state or self.ledger.read_state(repo.id, repo.full_name)
+        if state.production_sha == sha:
+            return {"result": "in_production", "sha": sha}
+        trusted = trusted or self.trusted_policy(repo, state)
+        live = state.dispatch_for(sha)
+        if live is not None:
+            return self._resume_dispatch(repo, sha, trusted[0], live)
+        policy = trusted[0]
+        if policy is None or (isinstance(policy, Policy) and not policy.enabled):
+            return {"result": "ignored", "why": f"{repo.full_name} is not governed"}
+        mode = _mode(policy, self.settings)
+        try:
+            reachable = repo.api.compare(repo.default_ref, sha)
+            if not reachable.head_is_ancestor:
+                return {
+                    "result": "ignored",
+                    "why": f"{sha} is not on {repo.default_ref} ({reachable.status})",
+                }
+            return self._decide_and_act(
+                repo, sha, trusted, state, mode, trigger=trigger, delivery=delivery
+            )
+        except (WriteContention, RateLimited):
+            raise  # transient: nothing decided, the redelivery decides
+        except Exception:
+            if isinstance(policy, Policy):
+                self._fail_closed(repo, sha, policy, mode)
+            raise
+
+    def _decide_and_act(
+        self,
+        repo: Repo,
+        sha: str,
+        trusted: Trusted,
+        state: ReleaseState,
+        mode: Mode,
         *,
         trigger: str,
         delivery: str | None,
     ) -> dict[str, Any]:
-        """Decide for `sha` and act on the decision; safe to repeat."""
-        state = self.ledger.read_state(repo.id, repo.full_name)
-        if state.production_sha == sha:
-            return {"result": "in_production", "sha": sha}
-        live = state.dispatch_for(sha)
-        if live is not None:
-            return self._resume_dispatch(repo, sha, policy, live)
-        inputs = self._inputs(repo, sha, policy, state)
-        decision = decide(inputs)
-        if decision.outcome is Outcome.IGNORE:
-            return {"result": "ignored", "why": decision.detail}
-        mode = _mode(policy, self.settings)
-        now = self.clock()
+        intent = new_token()
+        facts = self._gather(repo, sha, trusted, state)
+        try:
+            committed = self._commit(repo, facts, mode, intent)
+        except StaleFacts as stale:
+            # The state moved on (another instance, another SHA): gather once more on it.
+            fresh = self.ledger.read_state(repo.id, repo.full_name)
+            if fresh.production_sha != state.production_sha:
+                trusted = self.trusted_policy(repo, fresh)
+            facts = self._gather(repo, sha, trusted, fresh)
+            try:
+                committed = self._commit(repo, facts, mode, intent)
+            except StaleFacts as again:
+                log.warning("state changed twice while deciding: %s; %s", stale, again)
+                return self._hold_after_churn(repo, sha, trusted[0], mode)
+        if committed.verdict is None:
+            return {"result": committed.result, "sha": sha, **committed.extra}
+        verdict, decision = committed.verdict, committed.verdict.decision
         result: dict[str, Any] = {
             "result": "decided",
             "decision": decision.outcome.value,
             "reason": decision.reason.value,
             "sha": sha,
         }
+        if decision.outcome is Outcome.IGNORE:
+            return {"result": "ignored", "why": decision.detail}
+        policy = trusted[0]
         if decision.allowed and mode is Mode.ENFORCE:
-            assert isinstance(policy, Policy)
-            result["dispatch"] = self._dispatch(repo, sha, policy)
-            if result["dispatch"] == "another instance is dispatching":
-                return result
-        elif decision.reason is Reason.SUPERSEDED:
-            self.ledger.transition(
-                repo.id, repo.full_name, lambda s: transitions.superseded(s, sha, now)
-            )
-        elif decision.outcome is Outcome.HOLD:
-            self.ledger.transition(
-                repo.id,
-                repo.full_name,
-                lambda s: transitions.hold_recorded(
-                    s, sha, decision.reason.value, decision.until, now
-                ),
-            )
+            assert committed.state is not None and isinstance(policy, Policy)
+            live = committed.state.dispatch_for(sha)
+            if live is None or live.intent_id != intent:
+                return {**result, "dispatch": "another instance is dispatching"}
+            result["dispatch"] = self._send_dispatch(repo, sha, live)
         self._post_status(repo, sha, decision, policy, mode)
         self.ledger.record_evaluation(
             repo.id,
             repo.full_name,
             sha,
             Evaluation(
-                at=now,
+                at=facts.now,
                 delivery=delivery,
                 trigger=trigger,
                 outcome=decision.outcome.value,
@@ -246,7 +303,7 @@ class Governor:
                 risk=decision.risk.value if decision.risk else None,
                 detail=decision.detail,
                 until=decision.until,
-                inputs=_summary(inputs),
+                inputs=verdict.summary(facts),
             ),
         )
         log.info(
@@ -261,63 +318,133 @@ class Governor:
         )
         return result
 
-    def _inputs(
-        self, repo: Repo, sha: str, policy: Policy | PolicyProblem | None, state: ReleaseState
-    ) -> DecisionInputs:
-        now = self.clock()
-        no_risk = RiskAssessment(level=Risk.HIGH, notes=("not assessed",))
-        if not isinstance(policy, Policy) or not policy.enabled or policy.deploy_workflow is None:
-            return DecisionInputs(sha, policy, state, no_risk, False, (), now)
-        superseded_by = None
+    def _gather(self, repo: Repo, sha: str, trusted: Trusted, state: ReleaseState) -> Facts:
+        """Every GitHub input of the decision for `sha` on `state`."""
+        policy, source = trusted
+        own = parse_policy(repo.api.file_text(POLICY_PATH, sha))
+        comparisons = {base: repo.api.compare(base, sha) for base in bases_needed(state, sha)}
+        own_change: Comparison | None = None
         if state.production_sha is None:
-            risk = RiskAssessment(level=Risk.HIGH, notes=("first deploy: nothing to compare with",))
-        else:
-            comparison = repo.api.compare(state.production_sha, sha)
-            if comparison.status == "behind":
-                superseded_by = state.production_sha
-            risk = assess(policy, comparison.files, complete=comparison.complete)
-        newest = _newest_other_dispatch(state, sha)
-        if (
-            superseded_by is None
-            and newest is not None
-            and repo.api.compare(newest.sha, sha).status in ("behind", "identical")
-        ):
-            superseded_by = newest.sha
-        degraded = policy.degraded.manual or bool(
-            policy.degraded.issue_label
-            and repo.api.open_issues_with_label(policy.degraded.issue_label)
+            own_change = repo.api.commit_change(sha)
+        labels = {
+            p.degraded.issue_label
+            for p in (policy, own)
+            if isinstance(p, Policy) and p.degraded.issue_label is not None
+        }
+        degraded = frozenset(
+            label for label in sorted(labels) if repo.api.open_issues_with_label(label)
         )
-        return DecisionInputs(
-            sha, policy, state, risk, degraded, state.approvals_for(sha), now, superseded_by
+        return Facts(
+            sha=sha,
+            production_sha=state.production_sha,
+            trusted=policy,
+            trusted_source=source,
+            own=own,
+            comparisons=comparisons,
+            own_change=own_change,
+            degraded_labels=degraded,
+            now=self.clock(),
         )
+
+    def _commit(self, repo: Repo, facts: Facts, mode: Mode, intent: str) -> _Committed:
+        """Decide again on the state being replaced, and write the decision in the same CAS."""
+        sha, now = facts.sha, facts.now
+        policy = facts.trusted
+        committed = _Committed()
+
+        def decide_on(state: ReleaseState) -> ReleaseState:
+            committed.verdict, committed.result, committed.extra = None, "decided", {}
+            if state.production_sha == sha:
+                committed.result = "in_production"
+                return state
+            live = state.dispatch_for(sha)
+            if live is not None:
+                committed.result = "already_dispatched"
+                committed.extra = {"run_id": live.run_id}
+                return state
+            verdict = judge(facts, state)
+            committed.verdict = verdict
+            decision = verdict.decision
+            if decision.allowed and mode is Mode.ENFORCE:
+                assert isinstance(policy, Policy) and policy.deploy_workflow is not None
+                return transitions.record_intent(
+                    state,
+                    sha,
+                    intent,
+                    now,
+                    workflow=policy.deploy_workflow,
+                    ref=policy.deploy_ref or repo.default_branch,
+                )
+            if decision.reason is Reason.SUPERSEDED:
+                return transitions.superseded(state, sha, now)
+            if decision.outcome is Outcome.HOLD:
+                return transitions.hold_recorded(
+                    state, sha, decision.reason.value, decision.until, now
+                )
+            return state
+
+        committed.state = self.ledger.transition(repo.id, repo.full_name, decide_on)
+        return committed
+
+    def _hold_after_churn(
+        self, repo: Repo, sha: str, policy: Policy | PolicyProblem | None, mode: Mode
+    ) -> dict[str, Any]:
+        detail = "the release state changed twice while deciding; it will retry"
+        assert isinstance(policy, Policy)
+        self._fail_closed(repo, sha, policy, mode, governor_error(detail))
+        return {
+            "result": "decided",
+            "decision": Outcome.HOLD.value,
+            "reason": Reason.GOVERNOR_ERROR.value,
+            "sha": sha,
+        }
+
+    def _fail_closed(
+        self, repo: Repo, sha: str, policy: Policy, mode: Mode, decision: Decision | None = None
+    ) -> None:
+        """Hold a governed SHA after an unexpected error, unless it has a live dispatch."""
+        decision = decision or governor_error("the governor failed while evaluating; it will retry")
+        now = self.clock()
+        try:
+            after = self.ledger.transition(
+                repo.id,
+                repo.full_name,
+                lambda s: (
+                    s
+                    if s.dispatch_for(sha) is not None or s.production_sha == sha
+                    else transitions.hold_recorded(s, sha, decision.reason.value, None, now)
+                ),
+            )
+            if after.holds.get(sha) is None or after.dispatch_for(sha) is not None:
+                return  # a dispatch is live: its status stands
+            self._post_status(repo, sha, decision, policy, mode)
+        except Exception:
+            log.exception("could not record the fail-closed hold", extra={"sha": sha})
 
     # -- dispatch -------------------------------------------------------------------------
 
-    def _dispatch(self, repo: Repo, sha: str, policy: Policy) -> str:
-        intent = new_token()
-        now = self.clock()
-        after = self.ledger.transition(
-            repo.id, repo.full_name, lambda s: transitions.record_intent(s, sha, intent, now)
-        )
-        live = after.dispatch_for(sha)
-        if live is None or live.intent_id != intent:
-            return "another instance is dispatching"
-        return self._send_dispatch(repo, sha, policy, live)
+    def _target(self, repo: Repo, dispatch: Dispatch, policy: Policy | None) -> tuple[str, str]:
+        """The workflow and branch of a dispatch: as recorded, else the trusted policy's."""
+        workflow = dispatch.workflow or (policy.deploy_workflow if policy else None)
+        ref = dispatch.ref or (policy.deploy_ref if policy else None) or repo.default_branch
+        if workflow is None:
+            raise LookupError(f"no deploy workflow known for the dispatch of {dispatch.sha}")
+        return workflow, ref
 
     def _resume_dispatch(
         self, repo: Repo, sha: str, policy: Policy | PolicyProblem | None, live: Dispatch
     ) -> dict[str, Any]:
         """`sha` has a dispatch already: finish it if it was left half done, else stop."""
         done = {"result": "already_dispatched", "sha": sha, "run_id": live.run_id}
-        if live.run_id is not None or not isinstance(policy, Policy):
+        trusted = policy if isinstance(policy, Policy) else None
+        if live.run_id is not None or (live.workflow is None and trusted is None):
             return done
         if self.clock() - live.at < self.lease:
             return {**done, "result": "dispatch_in_progress"}
-        assert policy.deploy_workflow is not None
-        run = self._find_run(repo, policy, sha, live.at)
+        run = self._find_run(repo, live, trusted)
         if run is not None:
-            self._record_run(repo, sha, live.intent_id, int(run["id"]), run.get("html_url"))
-            return {**done, "run_id": int(run["id"]), "result": "dispatch_recovered"}
+            self._record_run(repo, sha, live.intent_id, run.id, run.html_url)
+            return {**done, "run_id": run.id, "result": "dispatch_recovered"}
         intent, now = new_token(), self.clock()
         after = self.ledger.transition(
             repo.id,
@@ -332,43 +459,44 @@ class Governor:
         return {
             **done,
             "result": "redispatched",
-            "dispatch": self._send_dispatch(repo, sha, policy, retried),
+            "dispatch": self._send_dispatch(repo, sha, retried, trusted),
         }
 
-    def _send_dispatch(self, repo: Repo, sha: str, policy: Policy, live: Dispatch) -> str:
-        assert policy.deploy_workflow is not None
-        ref = policy.deploy_ref or policy.default_branch or repo.default_branch
+    def _send_dispatch(
+        self, repo: Repo, sha: str, live: Dispatch, policy: Policy | None = None
+    ) -> str:
+        workflow, branch = self._target(repo, live, policy)
+        ref = f"refs/heads/{branch}"
         try:
-            result = repo.api.dispatch(policy.deploy_workflow, ref, {"sha": sha})
+            result = repo.api.dispatch(workflow, ref, {"sha": sha})
         except OutcomeUnknown:
             # The dispatch may have happened: look for its run before trying once more.
             # If that second try is unclear too, the error ends this delivery; whoever
             # finds the intent later looks for the run again before dispatching.
-            run = self._find_run(repo, policy, sha, live.at)
+            run = self._find_run(repo, live, policy)
             if run is not None:
-                self._record_run(repo, sha, live.intent_id, int(run["id"]), run.get("html_url"))
-                return f"dispatched, run {run['id']} found after an unclear answer"
-            result = repo.api.dispatch(policy.deploy_workflow, ref, {"sha": sha})
+                self._record_run(repo, sha, live.intent_id, run.id, run.html_url)
+                return f"dispatched, run {run.id} found after an unclear answer"
+            result = repo.api.dispatch(workflow, ref, {"sha": sha})
         run_id, run_url = result.run_id, result.html_url
         if run_id is None:  # an older GitHub answers 204 without the run
-            run = self._find_run(repo, policy, sha, live.at)
-            run_id, run_url = (int(run["id"]), run.get("html_url")) if run else (None, None)
+            found = self._find_run(repo, live, policy)
+            run_id, run_url = (found.id, found.html_url) if found else (None, None)
         if run_id is not None:
             self._record_run(repo, sha, live.intent_id, run_id, run_url)
         return f"dispatched run {run_id}" if run_id else "dispatched"
 
-    def _find_run(
-        self, repo: Repo, policy: Policy, sha: str, since: datetime
-    ) -> dict[str, Any] | None:
-        """The deploy run for `sha`, found by the SHA in its run-name."""
-        assert policy.deploy_workflow is not None
-        for run in repo.api.workflow_runs(policy.deploy_workflow, event="workflow_dispatch"):
-            created = _parse_time(run.get("created_at"))
-            if sha in (run.get("display_title") or "") and (
-                created is None or created >= since - timedelta(minutes=5)
-            ):
-                return run
-        return None
+    def _find_run(self, repo: Repo, dispatch: Dispatch, policy: Policy | None) -> RunInfo | None:
+        """The deploy run of `dispatch`, provably the governor's (see governor.deploy_runs)."""
+        workflow, ref = self._target(repo, dispatch, policy)
+        listed = repo.api.workflow_runs(workflow, event="workflow_dispatch", branch=ref)
+        return find_dispatched_run(
+            (RunInfo.from_json(run) for run in listed),
+            dispatch,
+            workflow=workflow,
+            ref=ref,
+            bot_login=self.github.bot_login(),
+        )
 
     def _record_run(
         self, repo: Repo, sha: str, intent_id: str, run_id: int, run_url: str | None
@@ -382,24 +510,53 @@ class Governor:
             ),
         )
 
+    def _dispatch_of(
+        self, repo: Repo, run: RunInfo, state: ReleaseState
+    ) -> tuple[Dispatch, str] | None:
+        """The dispatch `run` is the deploy of, and its workflow; None if it is not one."""
+        recorded = state.dispatch_of_run(run.id)
+        candidates = [recorded] if recorded else [d for d in state.dispatches if d.run_id is None]
+        if not candidates:
+            return None
+        trusted: Policy | None = None
+        if any(d.workflow is None for d in candidates):  # recorded before schema 2
+            policy = self.trusted_policy(repo, state)[0]
+            trusted = policy if isinstance(policy, Policy) else None
+        bot = self.github.bot_login()
+        for dispatch in reversed(candidates):
+            if dispatch.workflow is None and trusted is None:
+                continue
+            workflow, ref = self._target(repo, dispatch, trusted)
+            if is_dispatched_run(run, dispatch, workflow=workflow, ref=ref, bot_login=bot):
+                return dispatch, workflow
+        return None
+
     # -- deploy completed -----------------------------------------------------------------
 
     def on_deploy_completed(  # noqa: PLR0911  (one return per outcome)
         self, repo: Repo, event: WorkflowRunCompleted
     ) -> dict[str, Any]:
-        run = event.workflow_run
+        run = RunInfo.from_json(event.workflow_run.model_dump())
         if run.status not in (None, "completed"):
             return {"result": "ignored", "why": f"deploy run {run.id} is {run.status}"}
         state = self.ledger.read_state(repo.id, repo.full_name)
-        dispatch = _dispatch_of_run(state, run.id, run.display_title or "")
-        if dispatch is None:
+        found = self._dispatch_of(repo, run, state)
+        if found is None:
             return {
                 "result": "ignored",
                 "why": f"run {run.id} is not a deploy the governor started",
             }
+        dispatch = found[0]
+        rejected = state.rejected(run.id, run.attempt)
+        if rejected is not None:
+            return {
+                "result": "ignored",
+                "why": f"run {run.id} attempt {run.attempt} was rejected by the governor "
+                f"({rejected.reason}): not a deploy outcome",
+            }
         sha, conclusion = dispatch.sha, run.conclusion or "unknown"
         summary = {"sha": sha, "conclusion": conclusion, "run_id": run.id}
-        if not self.ledger.mark_run_processed(repo.id, run.id, run.run_attempt, summary):
+        if not self.ledger.mark_run_processed(repo.id, run.id, run.attempt, summary):
             return {"result": "duplicate_run", **summary}
         if dispatch.run_id is None:
             self._record_run(repo, sha, dispatch.intent_id, run.id, run.html_url)
@@ -430,10 +587,96 @@ class Governor:
         )
         return {"result": "deploy_failed", "issue": number, "appended": False, **summary}
 
+    # -- deployment protection rule -------------------------------------------------------
+
+    def on_protection_rule(
+        self, repo: Repo, event: DeploymentProtectionRuleRequested
+    ) -> dict[str, Any]:
+        """Approve only the governor's own, current deploy run; reject everything else."""
+        run_id = event.run_id()
+        assert run_id is not None  # classify() ignores callbacks that name no run here
+        run = RunInfo.from_json(repo.api.run(run_id))
+        state = self.ledger.read_state(repo.id, repo.full_name)
+        found = self._dispatch_of(repo, run, state)
+        dispatch = found[0] if found else None
+        if dispatch is not None and dispatch.run_id is None:
+            self._record_run(repo, dispatch.sha, dispatch.intent_id, run.id, run.html_url)
+            state = self.ledger.read_state(repo.id, repo.full_name)
+            dispatch = state.dispatch_of_run(run.id)
+        review = self._review(repo, run, dispatch, state)
+        comment = review.comment()
+        if not review.approved and dispatch is not None:
+            now = self.clock()
+            rejected = RejectedRun(
+                run_id=run.id,
+                attempt=run.attempt,
+                sha=dispatch.sha,
+                reason=review.reason,
+                at=now,
+            )
+            self.ledger.transition(
+                repo.id, repo.full_name, lambda s: transitions.run_rejected(s, rejected, now)
+            )
+        repo.api.review_protection_rule(
+            run.id, environment=event.environment, approved=review.approved, comment=comment
+        )
+        log.info(
+            "protection rule answered",
+            extra={"repo": repo.full_name, "run": run.id, "decision": review.reason},
+        )
+        return {
+            "result": "approved" if review.approved else "rejected",
+            "run_id": run.id,
+            "attempt": run.attempt,
+            "sha": dispatch.sha if dispatch else None,
+            "reason": review.reason,
+            "comment": comment,
+        }
+
+    def _review(
+        self, repo: Repo, run: RunInfo, dispatch: Dispatch | None, state: ReleaseState
+    ) -> _Review:
+        if dispatch is None:
+            return _Review(
+                False,
+                Reason.NOT_GOVERNOR_RUN.value,
+                f"run {run.id} was not started by the governor",
+                messages.NOT_GOVERNOR_RUN_HINT,
+            )
+        newest = state.dispatches[-1] if state.dispatches else None
+        if newest is not None and newest.sha != dispatch.sha:
+            return _Review(
+                False,
+                Reason.SUPERSEDED.value,
+                f"{newest.sha[:7]} was dispatched after {dispatch.sha[:7]}",
+                "a newer SHA ships instead; nothing to do",
+            )
+        if run.attempt == 1 and state.dispatch_for(dispatch.sha) == dispatch:
+            return _Review(True, "approved", f"the governor's deploy of {dispatch.sha}", "")
+        if state.production_sha == dispatch.sha:
+            return _Review(True, "approved", f"{dispatch.sha} is already in production", "")
+        # A re-run attempt (or a run whose deploy failed): only if the SHA passes the gate now.
+        without_it = state.model_copy(
+            update={"dispatches": tuple(d for d in state.dispatches if d != dispatch)}
+        )
+        trusted = self.trusted_policy(repo, state)
+        facts = self._gather(repo, dispatch.sha, trusted, without_it)
+        decision = judge(facts, without_it).decision
+        if decision.allowed:
+            return _Review(True, "approved", f"re-run of {dispatch.sha}: {decision.detail}", "")
+        policy = trusted[0]
+        return _Review(
+            False,
+            decision.reason.value,
+            decision.detail,
+            messages.unblock_hint(decision, policy),
+        )
+
     # -- approvals --------------------------------------------------------------------------
 
     def on_label(self, repo: Repo, event: PullRequestLabeled, guid: str) -> dict[str, Any]:
-        policy = parse_policy(repo.api.file_text(POLICY_PATH, repo.default_branch))
+        state = self.ledger.read_state(repo.id, repo.full_name)
+        policy = self.trusted_policy(repo, state)[0]
         if not isinstance(policy, Policy) or policy.approval.mode is ApprovalMode.COMMENT:
             return {"result": "ignored", "why": "labels are not how this repository approves"}
         if event.label.name != policy.approval.label:
@@ -442,7 +685,7 @@ class Governor:
         request = _Request(
             pull.number, pull.user.login, event.sender.login, "label", pull.merge_commit_sha
         )
-        return self._approve(repo, policy, request, guid)
+        return self._approve(repo, policy, request, guid, state)
 
     def on_comment(self, repo: Repo, event: IssueCommentCreated, guid: str) -> dict[str, Any]:
         if event.issue.pull_request is None:
@@ -450,7 +693,8 @@ class Governor:
         words = event.comment.body.split()
         if not words or not words[0].startswith("/"):
             return {"result": "ignored", "why": "comment is not a command"}
-        policy = parse_policy(repo.api.file_text(POLICY_PATH, repo.default_branch))
+        state = self.ledger.read_state(repo.id, repo.full_name)
+        policy = self.trusted_policy(repo, state)[0]
         if not isinstance(policy, Policy) or policy.approval.mode is ApprovalMode.LABEL:
             return {"result": "ignored", "why": "comments are not how this repository approves"}
         if words[0] != policy.approval.command:
@@ -458,9 +702,12 @@ class Governor:
         request = _Request(
             event.issue.number, event.issue.user.login, event.comment.user.login, "comment", None
         )
-        return self._approve(repo, policy, request, guid)
+        return self._approve(repo, policy, request, guid, state)
 
-    def _approve(self, repo: Repo, policy: Policy, request: _Request, guid: str) -> dict[str, Any]:
+    def _approve(
+        self, repo: Repo, policy: Policy, request: _Request, guid: str, state: ReleaseState
+    ) -> dict[str, Any]:
+        """Record an approval allowed by the trusted rules, then evaluate the SHA again."""
         pull_number, author, approver = request.pull_number, request.author, request.approver
         if approver == author and not policy.approval.allow_author:
             return {
@@ -474,7 +721,6 @@ class Governor:
                 "result": "ignored",
                 "why": f"{approver} has {permission or 'no'} permission, needs {needed}",
             }
-        state = self.ledger.read_state(repo.id, repo.full_name)
         held = [sha for sha in state.holds if sha == request.merge_commit_sha] or [
             sha
             for sha in state.holds
@@ -490,9 +736,8 @@ class Governor:
             now = self.clock()
             approval = Approval(sha=sha, by=approver, at=now, via=request.via)
             self.ledger.transition(repo.id, repo.full_name, _approval_recorded(approval, now))
-            sha_policy = parse_policy(repo.api.file_text(POLICY_PATH, sha))
             results[sha] = self.evaluate(
-                repo, sha, sha_policy, trigger=f"approval:{request.via}", delivery=guid
+                repo, sha, trigger=f"approval:{request.via}", delivery=guid
             )
         return {"result": "approved", "by": approver, "evaluations": results}
 
@@ -535,6 +780,20 @@ class _Request:
     merge_commit_sha: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class _Review:
+    """The answer to a deployment protection rule request."""
+
+    approved: bool
+    reason: str
+    detail: str
+    hint: str
+
+    def comment(self) -> str:
+        text = f"{self.reason}: {self.detail}"
+        return f"{text}. {self.hint}" if self.hint else text
+
+
 def _approval_recorded(approval: Approval, now: datetime) -> Callable[[ReleaseState], ReleaseState]:
     return lambda state: transitions.approval_recorded(state, approval, now)
 
@@ -551,12 +810,14 @@ def _why_not_verification(repo: Repo, event: WorkflowRunCompleted) -> str | None
         return f"run was triggered by '{run.event}', not push"
     if run.head_repository is None or run.head_repository.id != repo.id:
         return "run's head repository is not the repository itself (a fork)"
+    if run.head_branch != repo.default_branch:
+        return f"run is on '{run.head_branch}', not the default branch {repo.default_branch}"
     return None
 
 
 def _workflow_matches(spec: str, name: str | None, path: str | None) -> bool:
     if spec.endswith((".yml", ".yaml")):
-        return bool(path) and (path == spec or (path or "").endswith("/" + spec.lstrip("/")))
+        return path == workflow_path(spec.removeprefix(".github/workflows/"))
     return name == spec
 
 
@@ -564,40 +825,3 @@ def _mode(policy: Policy | PolicyProblem | None, settings: AppSettings) -> Mode:
     if isinstance(policy, Policy) and policy.mode is not None:
         return policy.mode
     return settings.mode
-
-
-def _newest_other_dispatch(state: ReleaseState, sha: str) -> Dispatch | None:
-    others = [d for d in state.dispatches if d.sha not in (sha, state.production_sha)]
-    return max(others, key=lambda d: d.at) if others else None
-
-
-def _dispatch_of_run(state: ReleaseState, run_id: int, title: str) -> Dispatch | None:
-    by_id = next((d for d in state.dispatches if d.run_id == run_id), None)
-    if by_id is not None:
-        return by_id
-    return next((d for d in reversed(state.dispatches) if d.sha in title), None)
-
-
-def _parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def _summary(inputs: DecisionInputs) -> dict[str, Any]:
-    policy = inputs.policy
-    return {
-        "production_sha": inputs.state.production_sha,
-        "risk": inputs.risk.level.value,
-        "risk_unknown": inputs.risk.unknown,
-        "high_paths": list(inputs.risk.high_paths[:50]),
-        "medium_paths": list(inputs.risk.medium_paths[:50]),
-        "notes": list(inputs.risk.notes),
-        "degraded": inputs.degraded,
-        "approvals": [a.by for a in inputs.approvals if a.sha == inputs.sha],
-        "superseded_by": inputs.superseded_by,
-        "policy_problem": str(policy) if isinstance(policy, PolicyProblem) else None,
-    }

@@ -13,9 +13,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+"""1: as written before the trust rules. 2: dispatches record their workflow and ref, and
+runs the governor rejected at the protection rule are remembered. 1 is migrated on read."""
 DISPATCH_RETENTION: Final = timedelta(hours=24)
 """Dispatches are needed for the hourly rate limit and for spotting a half-done dispatch."""
 FAILURE_RETENTION: Final = timedelta(days=7)
@@ -23,6 +25,7 @@ FAILURE_RETENTION: Final = timedelta(days=7)
 HOLD_RETENTION: Final = timedelta(days=30)
 FAILURE_ISSUE_APPEND_WINDOW: Final = timedelta(minutes=30)
 RATE_WINDOW: Final = timedelta(hours=1)
+REJECTION_RETENTION: Final = timedelta(days=7)
 
 V = TypeVar("V")
 
@@ -37,6 +40,20 @@ class Dispatch(_Model):
     at: datetime
     run_id: int | None = None
     run_url: str | None = None
+    workflow: str | None = None
+    """The deploy workflow file dispatched (None in documents from schema 1)."""
+    ref: str | None = None
+    """The branch it was dispatched on (None in documents from schema 1)."""
+
+
+class RejectedRun(_Model):
+    """A run attempt the governor refused at the deployment protection rule."""
+
+    run_id: int
+    attempt: int
+    sha: str | None
+    reason: str
+    at: datetime
 
 
 class Failure(_Model):
@@ -70,7 +87,7 @@ class EmergencyFreeze(_Model):
 
 
 class ReleaseState(_Model):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[2] = SCHEMA_VERSION
     version: int = Field(default=0, description="Bumped by every transition.")
     repo_id: int
     repo: str = Field(description="owner/name when last seen; the id survives renames.")
@@ -82,6 +99,15 @@ class ReleaseState(_Model):
     approvals: dict[str, tuple[Approval, ...]] = Field(default_factory=dict)
     holds: dict[str, Hold] = Field(default_factory=dict)
     emergency_freeze: EmergencyFreeze | None = None
+    rejected_runs: tuple[RejectedRun, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _migrate(cls, data: Any) -> Any:
+        """Documents of schema 1 read as schema 2: the fields added since have defaults."""
+        if isinstance(data, dict) and data.get("schema_version") == 1:
+            return {**data, "schema_version": SCHEMA_VERSION}
+        return data
 
     # -- queries ------------------------------------------------------------------
 
@@ -95,6 +121,39 @@ class ReleaseState(_Model):
 
     def dispatches_since(self, since: datetime) -> tuple[Dispatch, ...]:
         return tuple(d for d in self.dispatches if d.at > since)
+
+    def dispatch_of_run(self, run_id: int) -> Dispatch | None:
+        return next((d for d in self.dispatches if d.run_id == run_id), None)
+
+    def is_current(self, dispatch: Dispatch) -> bool:
+        """`dispatch` is the newest dispatch and has not failed: the one that may deploy."""
+        return (
+            bool(self.dispatches)
+            and self.dispatches[-1] == dispatch
+            and (self.dispatch_for(dispatch.sha) == dispatch)
+        )
+
+    def rejected(self, run_id: int, attempt: int) -> RejectedRun | None:
+        return next(
+            (r for r in self.rejected_runs if (r.run_id, r.attempt) == (run_id, attempt)), None
+        )
+
+    def dispatched_shas_to_compare(self, sha: str) -> tuple[str, ...]:
+        """SHAs dispatched that `sha` must not be older than, newest first.
+
+        Dispatches made before production's own dispatch can be left out: production was
+        not older than any of them when it was dispatched, and `sha` is checked against
+        production itself.
+        """
+        start = 0
+        if self.production_sha is not None:
+            own = [i for i, d in enumerate(self.dispatches) if d.sha == self.production_sha]
+            start = own[-1] + 1 if own else 0
+        seen: list[str] = []
+        for d in reversed(self.dispatches[start:]):
+            if d.sha not in (sha, self.production_sha) and d.sha not in seen:
+                seen.append(d.sha)
+        return tuple(seen)
 
     def approvals_for(self, sha: str) -> tuple[Approval, ...]:
         return self.approvals.get(sha, ())
@@ -124,6 +183,9 @@ def _next(state: ReleaseState, now: datetime, **changes: Any) -> ReleaseState:
                 sha: f for sha, f in changed.failures.items() if now - f.last_at < FAILURE_RETENTION
             },
             "holds": {sha: h for sha, h in changed.holds.items() if now - h.at < HOLD_RETENTION},
+            "rejected_runs": tuple(
+                r for r in changed.rejected_runs if now - r.at < REJECTION_RETENTION
+            ),
             "approvals": {
                 sha: a
                 for sha, a in changed.approvals.items()
@@ -140,7 +202,15 @@ def _without(mapping: Mapping[str, V], sha: str) -> dict[str, V]:
 # -- transitions -------------------------------------------------------------------
 
 
-def record_intent(state: ReleaseState, sha: str, intent_id: str, now: datetime) -> ReleaseState:
+def record_intent(
+    state: ReleaseState,
+    sha: str,
+    intent_id: str,
+    now: datetime,
+    *,
+    workflow: str | None = None,
+    ref: str | None = None,
+) -> ReleaseState:
     """Write down, before dispatching, that `sha` is about to be dispatched.
 
     If `sha` already has a dispatch (this intent or another's), the state is returned
@@ -148,10 +218,11 @@ def record_intent(state: ReleaseState, sha: str, intent_id: str, now: datetime) 
     """
     if state.dispatch_for(sha) is not None:
         return state
+    dispatch = Dispatch(sha=sha, intent_id=intent_id, at=now, workflow=workflow, ref=ref)
     return _next(
         state,
         now,
-        dispatches=(*state.dispatches, Dispatch(sha=sha, intent_id=intent_id, at=now)),
+        dispatches=(*state.dispatches, dispatch),
         holds=_without(state.holds, sha),
     )
 
@@ -167,7 +238,7 @@ def retry_intent(
     live = state.dispatch_for(sha)
     if live is None or live.intent_id != stale_intent_id or live.run_id is not None:
         return state
-    replaced = Dispatch(sha=sha, intent_id=intent_id, at=now)
+    replaced = live.model_copy(update={"intent_id": intent_id, "at": now})
     return _next(
         state, now, dispatches=tuple(replaced if d is live else d for d in state.dispatches)
     )
@@ -268,3 +339,10 @@ def emergency_freeze_set(
     if state.emergency_freeze == freeze:
         return state
     return _next(state, now, emergency_freeze=freeze)
+
+
+def run_rejected(state: ReleaseState, rejected: RejectedRun, now: datetime) -> ReleaseState:
+    """The protection rule refused this run attempt: its outcome is not a deploy outcome."""
+    if state.rejected(rejected.run_id, rejected.attempt) is not None:
+        return state
+    return _next(state, now, rejected_runs=(*state.rejected_runs, rejected))

@@ -11,8 +11,8 @@ from urllib.parse import quote
 
 from governor.config import Permission
 from governor.github.auth import InstallationToken, TokenCache, app_jwt
-from governor.github.client import GitHubClient, NotFound
-from governor.risk import ChangedFile
+from governor.github.client import GitHubClient, GitHubError, NotFound
+from governor.risk import ChangedFile, Comparison
 
 COMPARE_FILE_LIMIT: Final = 300
 """GitHub lists at most 300 files for a comparison; a list that long may be cut short."""
@@ -20,21 +20,18 @@ _LEGACY_PERMISSION: Final = {"admin": "admin", "write": "write", "read": "read"}
 
 
 @dataclass(frozen=True, slots=True)
-class Comparison:
-    status: str
-    """ahead, behind, identical or diverged: how head relates to base."""
-    ahead_by: int
-    behind_by: int
-    files: tuple[ChangedFile, ...]
-    complete: bool
-    """False when GitHub may have left files out (it lists at most 300)."""
-
-
-@dataclass(frozen=True, slots=True)
 class DispatchResult:
     run_id: int | None
     run_url: str | None
     html_url: str | None
+
+
+def _changed_file(entry: dict[str, Any]) -> ChangedFile:
+    return ChangedFile(
+        filename=entry["filename"],
+        status=entry.get("status", "modified"),
+        previous_filename=entry.get("previous_filename"),
+    )
 
 
 def _path(*segments: str | int) -> str:
@@ -76,11 +73,7 @@ class RepoApi:
             body = page.json()
             first = first or body
             for entry in body.get("files") or []:
-                changed = ChangedFile(
-                    filename=entry["filename"],
-                    status=entry.get("status", "modified"),
-                    previous_filename=entry.get("previous_filename"),
-                )
+                changed = _changed_file(entry)
                 files[changed.filename] = changed
         assert first is not None
         return Comparison(
@@ -88,6 +81,18 @@ class RepoApi:
             ahead_by=int(first.get("ahead_by", 0)),
             behind_by=int(first.get("behind_by", 0)),
             files=tuple(files.values()),
+            complete=len(files) < COMPARE_FILE_LIMIT,
+        )
+
+    def commit_change(self, sha: str) -> Comparison:
+        """What commit `sha` changed against its first parent (GitHub lists up to 300 files)."""
+        body = self._client.get(self._repo("commits", sha), {"per_page": 100}).json()
+        files = tuple(_changed_file(entry) for entry in body.get("files") or [])
+        return Comparison(
+            status="ahead",
+            ahead_by=1,
+            behind_by=0,
+            files=files,
             complete=len(files) < COMPARE_FILE_LIMIT,
         )
 
@@ -115,6 +120,19 @@ class RepoApi:
         body = self._client.get(self._repo("actions", "workflows", workflow, "runs"), params).json()
         runs: list[dict[str, Any]] = body.get("workflow_runs", [])
         return runs
+
+    def review_protection_rule(
+        self, run_id: int, *, environment: str, approved: bool, comment: str
+    ) -> None:
+        """Answer a deployment protection rule request for a run (approve or reject)."""
+        self._client.post(
+            self._repo("actions", "runs", run_id, "deployment_protection_rule"),
+            {
+                "environment_name": environment,
+                "state": "approved" if approved else "rejected",
+                "comment": comment[:1000],
+            },
+        )
 
     def run(self, run_id: int) -> dict[str, Any]:
         body: dict[str, Any] = self._client.get(self._repo("actions", "runs", run_id)).json()
@@ -186,6 +204,7 @@ class GitHubApp:
         self._app_client = GitHubClient(api_url, self._jwt_header, timeout_s=timeout_s)
         self._tokens = TokenCache(self._fetch_token, clock)
         self._installation_clients: dict[int, GitHubClient] = {}
+        self._slug: str | None = None
 
     def _jwt_header(self) -> str:
         return "Bearer " + app_jwt(self._app_id, self._key, self._clock())
@@ -196,6 +215,16 @@ class GitHubApp:
         ).json()
         expires = datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
         return InstallationToken(token=body["token"], expires_at=expires)
+
+    def app_slug(self) -> str:
+        """The App's slug (its bot user is `<slug>[bot]`), asked of GitHub once."""
+        if self._slug is None:
+            body = self._app_client.get(_path("app", "installations"), {"per_page": 1}).json()
+            slugs = [i.get("app_slug") for i in body if isinstance(i, dict)]
+            if not slugs or not isinstance(slugs[0], str):
+                raise GitHubError(0, "the App has no installation to learn its slug from")
+            self._slug = slugs[0]
+        return self._slug
 
     def repo(self, installation_id: int, full_name: str) -> RepoApi:
         client = self._installation_clients.get(installation_id)

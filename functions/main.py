@@ -22,7 +22,7 @@ from governor.github.client import RateLimited
 from governor.ledger import Ledger
 from governor.logs import configure_logging
 from governor.service import Governor
-from governor.store import ObjectStore, StoreError, WriteContention, open_store
+from governor.store import ObjectStore, WriteContention, open_store
 
 configure_logging()
 log = logging.getLogger("governor.functions")
@@ -101,8 +101,8 @@ def health(request: flask.Request) -> flask.Response:
         _store().get("health/probe")
     except ConfigError as exc:
         return _not_configured(exc)
-    except StoreError as exc:
-        log.error("health: the store is not usable: %s", exc)
+    except Exception as exc:  # any failure to reach the store is "not healthy", never a 500
+        log.error("health: the store is not usable: %s: %s", type(exc).__name__, exc)
         return _unavailable("the store is not usable; the function's log says why", 30)
     return _json(200, {"status": "ok", "version": __version__})
 

@@ -59,7 +59,7 @@ ORDER = [
     (
         "first_deploy_required",
         {
-            "policy": policy(),
+            "policy": policy("require_approval_for_first_deploy: true\n"),
             "superseded_by": None,
             "state": state(production=None, failed_ago=MIN, dispatched_ago=(MIN,) * 6),
         },
@@ -111,6 +111,16 @@ ORDER = [
 def test_rule_order(name: str, fix: dict[str, Any], reason: Reason, outcome: Outcome) -> None:
     decision = decide(inputs(**{**EVERYTHING_WRONG, **fix}))
     assert (decision.reason, decision.outcome) == (reason, outcome), decision.detail
+
+
+def test_a_first_deploy_is_judged_on_its_risk_unless_the_policy_asks_for_approval() -> None:
+    first = state(production=None)
+    assert decide(inputs(state=first, risk=risk(Risk.LOW))).reason is Reason.ALLOW_LOW
+    strict = policy("require_approval_for_first_deploy: true\n")
+    held = decide(inputs(policy=strict, state=first, risk=risk(Risk.LOW)))
+    assert held.reason is Reason.FIRST_DEPLOY_REQUIRED
+    approved = decide(inputs(policy=strict, state=first, approvals=(approval(),)))
+    assert approved.reason is Reason.ALLOW_LOW
 
 
 def test_no_policy_file_means_not_governed() -> None:
@@ -178,16 +188,21 @@ def test_unknown_risk_needs_an_approval() -> None:
 
 
 class TestFirstDeploy:
+    STRICT = "require_approval_for_first_deploy: true\n"
+
     def test_without_approval_holds(self) -> None:
-        decision = decide(inputs(state=state(production=None)))
+        decision = decide(inputs(policy=policy(self.STRICT), state=state(production=None)))
         assert decision.reason is Reason.FIRST_DEPLOY_REQUIRED
 
     def test_with_approval_goes_on_to_the_risk_rules(self) -> None:
-        decision = decide(inputs(state=state(production=None), approvals=(approval(),)))
+        first = state(production=None)
+        decision = decide(inputs(policy=policy(self.STRICT), state=first, approvals=(approval(),)))
         assert decision.reason is Reason.ALLOW_LOW
 
     def test_approval_of_another_sha_does_not_count(self) -> None:
-        decision = decide(inputs(state=state(production=None), approvals=(approval(OTHER_SHA),)))
+        other = (approval(OTHER_SHA),)
+        first = state(production=None)
+        decision = decide(inputs(policy=policy(self.STRICT), state=first, approvals=other))
         assert decision.reason is Reason.FIRST_DEPLOY_REQUIRED
 
     def test_not_required_by_policy(self) -> None:

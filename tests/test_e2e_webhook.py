@@ -246,7 +246,9 @@ def test_five_deliveries_of_one_run_dispatch_once(gov: Governed) -> None:
     assert results.count("decided") == 1, results
     assert set(results) <= {"decided", "duplicate", "in_progress"}, results
     assert len(gov.dispatches()) == 1
-    claims = [k for k in open_store(gov.store_url).list("deliveries/") if str(gov.repo.repo_id) in k]
+    claims = [
+        k for k in open_store(gov.store_url).list("deliveries/") if str(gov.repo.repo_id) in k
+    ]
     assert len(claims) == 1, claims  # one claim for the run, whatever the GUIDs
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,7 +18,13 @@ import httpx
 import jwt
 import pytest
 
-from tests.support.fake_github import FakeGitHub, FakeRepo, iter_link_header
+from tests.support.fake_github import (
+    FakeGitHub,
+    FakeRepo,
+    GitHubError,
+    iter_link_header,
+    validate_webhook,
+)
 from tests.support.keys import rsa_key_pair
 from tests.support.openapi_contract import (
     ContractViolation,
@@ -28,6 +35,7 @@ from tests.support.openapi_contract import (
 APP_ID = "424242"
 OWNER, NAME = "acme", "shop"
 HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+BOT = "release-governor[bot]"
 
 
 def sha(n: int) -> str:
@@ -260,15 +268,20 @@ def test_contents_come_base64_encoded_with_newlines_every_60_chars(
 # -------------------------------------------------------------------------- compare
 
 
-def test_compare_reports_ahead_behind_identical_and_diverged(
-    gh: httpx.Client, repo: FakeRepo
-) -> None:
+def add_branching_history(repo: FakeRepo) -> None:
+    """main: sha(1) - sha(2) - sha(3); hotfix: sha(4), forked from sha(2)."""
     repo.add_commit(sha(1), files=[{"filename": "a.py", "status": "added"}])
     repo.add_commit(sha(2), files=[{"filename": "b.py", "status": "added"}])
     repo.add_commit(sha(3), files=[{"filename": "a.py", "status": "modified"}])
     repo.add_commit(
         sha(4), files=[{"filename": "c.py", "status": "added"}], parent=sha(2), branch="hotfix"
     )
+
+
+def test_compare_reports_ahead_behind_identical_and_diverged(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    add_branching_history(repo)
 
     ahead = gh.get(f"{R}/compare/{sha(1)}...{sha(3)}").json()
     assert ahead["status"] == "ahead"
@@ -295,6 +308,62 @@ def test_compare_reports_ahead_behind_identical_and_diverged(
 
     unknown = gh.get(f"{R}/compare/{sha(1)}...{sha(99)}")
     assert unknown.status_code == 404 and unknown.json()["message"] == "Not Found"
+
+
+def test_tags_resolve_by_full_name_and_after_branches_by_bare_name(repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_commit(sha(2), files=[])
+    repo.set_tag("main", sha(1))  # a tag with the branch's name
+    repo.set_tag("v1.0", sha(2))
+
+    assert repo.resolve("main") == sha(2)  # the branch, not the tag
+    assert repo.resolve("refs/heads/main") == sha(2)
+    assert repo.resolve("refs/tags/main") == sha(1)
+    assert repo.resolve("v1.0") == repo.resolve("refs/tags/v1.0") == sha(2)
+    assert repo.resolve("refs/heads/v1.0") is None  # a tag is not a branch
+    assert repo.resolve("refs/tags/nope") is None
+    assert repo.resolve("refs/tags/" + sha(1)) is None  # nor is a sha a tag
+    repo.set_tag("v1.0", sha(1))  # a tag can be moved
+    assert repo.resolve("v1.0") == sha(1)
+    with pytest.raises(ValueError, match="unknown commit"):
+        repo.set_tag("v2.0", sha(9))
+
+
+def test_compare_accepts_fully_qualified_refs_on_either_side(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    add_branching_history(repo)
+    # sha(5) is on a tag and on a branch built on main's tip
+    repo.add_commit(
+        sha(5), files=[{"filename": "d.py", "status": "added"}], parent=sha(3), branch="rc"
+    )
+    repo.set_tag("v2.0-rc1", sha(5))
+    repo.set_tag("main", sha(1))
+
+    def compare(basehead: str) -> tuple[str, int, int]:
+        response = gh.get(f"{R}/compare/{basehead}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        return body["status"], body["ahead_by"], body["behind_by"]
+
+    assert compare("refs/heads/main...refs/tags/v2.0-rc1") == ("ahead", 1, 0)
+    assert compare(f"refs/heads/main...{sha(5)}") == ("ahead", 1, 0)
+    assert compare("refs/heads/main...refs/heads/rc") == ("ahead", 1, 0)
+    assert compare(f"refs/heads/main...{sha(4)}") == ("diverged", 1, 1)
+    assert compare("refs/heads/main...refs/heads/hotfix") == ("diverged", 1, 1)
+    assert compare(f"refs/heads/main...{sha(2)}") == ("behind", 0, 1)
+    assert compare(f"refs/heads/main...{sha(3)}") == ("identical", 0, 0)
+    assert compare("refs/heads/main...main") == ("identical", 0, 0)
+    assert compare("refs/tags/v2.0-rc1...refs/heads/main") == ("behind", 0, 1)
+    # the tag `main` is reached by its full name only
+    assert compare("refs/tags/main...main") == ("ahead", 2, 0)
+    assert compare("main...refs/tags/main") == ("behind", 0, 2)
+    files = gh.get(f"{R}/compare/refs/heads/main...refs/tags/v2.0-rc1").json()["files"]
+    assert [f["filename"] for f in files] == ["d.py"]
+
+    for basehead in ("refs/heads/main...refs/tags/nope", "refs/tags/rc...main"):
+        missing = gh.get(f"{R}/compare/{basehead}")
+        assert missing.status_code == 404 and missing.json()["message"] == "Not Found"
 
 
 def test_compare_caps_files_at_300_and_paginates_commits(gh: httpx.Client, repo: FakeRepo) -> None:
@@ -432,6 +501,276 @@ def test_runs_are_listed_newest_first_and_filtered(gh: httpx.Client, repo: FakeR
     assert payload["workflow"]["path"] == ".github/workflows/deploy.yml"
     assert payload["installation"]["id"] == 7
     assert payload["repository"]["id"] == 9001
+
+
+def test_a_person_runs_a_workflow_by_hand_and_the_api_runs_as_the_bot(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_commit(sha(2), files=[])
+    repo.add_workflow(
+        "deploy.yml",
+        name="Deploy",
+        workflow_id=55,
+        run_name_template="Deploy {sha} by hand",
+        inputs={"sha": True, "reason": False},
+    )
+    dispatched = gh.post(
+        f"{R}/actions/workflows/deploy.yml/dispatches",
+        json={"ref": "main", "inputs": {"sha": sha(1)}, "return_run_details": True},
+    ).json()["workflow_run_id"]
+    manual = repo.start_manual_run(
+        "deploy.yml", actor="mona", ref="refs/heads/main", inputs={"sha": sha(1)}
+    )
+    assert (dispatched, manual) == (1000, 1001)  # one id counter for both
+
+    by_bot = gh.get(f"{R}/actions/runs/{dispatched}").json()
+    assert (by_bot["actor"]["login"], by_bot["triggering_actor"]["login"]) == (BOT, BOT)
+    assert by_bot["actor"]["type"] == "Bot"
+    run = gh.get(f"{R}/actions/runs/{manual}").json()
+    assert (run["event"], run["status"], run["run_attempt"]) == ("workflow_dispatch", "queued", 1)
+    assert (run["actor"]["login"], run["triggering_actor"]["login"]) == ("mona", "mona")
+    assert run["actor"]["type"] == "User"
+    # the branch's tip, whatever the inputs say; the title from the run-name template
+    assert (run["head_branch"], run["head_sha"]) == ("main", sha(2))
+    assert run["display_title"] == f"Deploy {sha(1)} by hand"
+    assert run["run_number"] == 2
+    listed = repo.dispatched_runs("deploy.yml")
+    assert [(r["id"], r["inputs"]) for r in listed] == [
+        (1000, {"sha": sha(1)}),
+        (1001, {"sha": sha(1)}),
+    ]
+    mine = gh.get(f"{R}/actions/workflows/deploy.yml/runs", params={"actor": "mona"}).json()
+    assert [r["id"] for r in mine["workflow_runs"]] == [1001]
+
+    # the "Run workflow" form refuses what the API refuses
+    refusals = [
+        ("main", {}, "Required input 'sha' not provided"),
+        ("main", {"sha": sha(1), "force": "yes"}, 'Unexpected inputs provided: ["force"]'),
+        ("nope", {"sha": sha(1)}, "No ref found for: nope"),
+        (sha(2), {"sha": sha(1)}, f"No ref found for: {sha(2)}"),
+    ]
+    for ref, inputs, message in refusals:
+        with pytest.raises(GitHubError, match=re.escape(message)) as refused:
+            repo.start_manual_run("deploy.yml", actor="mona", ref=ref, inputs=inputs)
+        assert refused.value.status == 422
+    assert len(repo.dispatched_runs("deploy.yml")) == 2
+
+
+def add_verify_run(repo: FakeRepo, *, event: str = "push", title: str = "Verify") -> int:
+    """A run of verify.yml (workflow 56) started by `dev` on main at sha(1)."""
+    return repo.add_run(
+        "verify.yml",
+        event=event,
+        actor="dev",
+        head_branch="main",
+        head_sha=sha(1),
+        display_title=title,
+    )
+
+
+def test_a_run_of_another_event_is_listed_but_not_as_a_dispatch(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("verify.yml", name="Verify main", workflow_id=56)
+    run_id = add_verify_run(repo, title="Fix the build")
+    assert add_verify_run(repo, event="schedule") == run_id + 1
+
+    run = gh.get(f"{R}/actions/runs/{run_id}").json()
+    assert (run["event"], run["status"], run["conclusion"]) == ("push", "queued", None)
+    assert (run["actor"]["login"], run["triggering_actor"]["login"]) == ("dev", "dev")
+    assert (run["head_branch"], run["head_sha"]) == ("main", sha(1))
+    assert (run["display_title"], run["run_number"]) == ("Fix the build", 1)
+    assert run["head_commit"]["id"] == sha(1)
+    pushes = gh.get(f"{R}/actions/workflows/56/runs", params={"event": "push"}).json()
+    assert [r["id"] for r in pushes["workflow_runs"]] == [run_id]
+    assert repo.dispatched_runs("verify.yml") == []
+    completed = repo.complete_run(run_id, "success")
+    assert completed["workflow_run"]["event"] == "push"
+    assert completed["sender"]["login"] == "dev"
+
+
+def test_a_rerun_is_the_next_attempt_of_the_same_run(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    gh.post(f"{R}/actions/workflows/deploy.yml/dispatches", json={"ref": "main"})
+    first = repo.complete_run(1000, "failure")
+    assert (first["workflow_run"]["run_attempt"], first["sender"]["login"]) == (1, BOT)
+    assert first["workflow_run"]["previous_attempt_url"] is None
+    started_first = first["workflow_run"]["run_started_at"]
+
+    time.sleep(1.1)  # timestamps have whole seconds
+    assert repo.rerun(1000, actor="mona") == 2
+    run = gh.get(f"{R}/actions/runs/1000").json()
+    assert (run["id"], run["run_attempt"], run["run_number"]) == (1000, 2, 1)
+    assert (run["status"], run["conclusion"]) == ("queued", None)
+    assert (run["actor"]["login"], run["triggering_actor"]["login"]) == (BOT, "mona")
+    assert run["previous_attempt_url"] == f"{fake.url}{R}/actions/runs/1000/attempts/1"
+    assert run["run_started_at"] > started_first
+    assert run["created_at"] == first["workflow_run"]["created_at"]
+    runs = gh.get(f"{R}/actions/workflows/deploy.yml/runs").json()
+    assert [(r["id"], r["run_attempt"]) for r in runs["workflow_runs"]] == [(1000, 2)]
+
+    with pytest.raises(ValueError, match="only a completed run re-runs"):
+        repo.rerun(1000)
+    started = repo.start_run(1000)
+    assert started["workflow_run"]["run_attempt"] == 2
+    assert started["workflow_run"]["status"] == "in_progress"
+    assert started["sender"]["login"] == "mona"  # who re-ran it
+    done = repo.complete_run(1000, "success")
+    assert (done["workflow_run"]["run_attempt"], done["workflow_run"]["conclusion"]) == (
+        2,
+        "success",
+    )
+
+    assert repo.rerun(1000) == 3  # without an actor the triggering actor stays
+    third = gh.get(f"{R}/actions/runs/1000").json()
+    assert (third["run_attempt"], third["triggering_actor"]["login"]) == (3, "mona")
+    assert third["actor"]["login"] == BOT
+    assert repo.dispatched_runs("deploy.yml")[0]["run_attempt"] == 3
+
+
+# ---------------------------------------------------------- deployment protection rules
+
+
+def test_protection_request_payload_follows_githubs_webhook_schema(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_commit(sha(2), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    repo.add_workflow("verify.yml", name="Verify", workflow_id=56)
+    run_id = repo.start_manual_run("deploy.yml", actor="mona", ref="main", inputs={"sha": sha(1)})
+
+    payload = repo.protection_request_payload(run_id)
+    assert validate_webhook("deployment_protection_rule", payload) == []
+    assert (payload["action"], payload["environment"], payload["event"]) == (
+        "requested",
+        "production",
+        "workflow_dispatch",
+    )
+    callback = payload["deployment_callback_url"]
+    assert callback == f"{fake.url}{R}/actions/runs/{run_id}/deployment_protection_rule"
+    deployment = payload["deployment"]
+    assert (deployment["sha"], deployment["ref"]) == (sha(2), "main")  # the tip, not the input
+    assert (deployment["environment"], deployment["payload"]) == ("production", {})
+    assert deployment["creator"]["login"] == payload["sender"]["login"] == "mona"
+    assert deployment["url"] == f"{fake.url}{R}/deployments/{deployment['id']}"
+    assert payload["pull_requests"] == []
+    assert payload["repository"]["full_name"] == f"{OWNER}/{NAME}"
+    assert payload["organization"]["login"] == OWNER
+    assert payload["installation"]["id"] == 7
+
+    staging = repo.protection_request_payload(add_verify_run(repo), environment="staging")
+    assert validate_webhook("deployment_protection_rule", staging) == []
+    assert (staging["event"], staging["environment"]) == ("push", "staging")
+    assert staging["deployment"]["environment"] == "staging"
+    assert (staging["deployment"]["sha"], staging["deployment"]["creator"]["login"]) == (
+        sha(1),
+        "dev",
+    )
+    assert staging["deployment"]["id"] != deployment["id"]
+
+    repo.complete_run(run_id, "failure")
+    repo.rerun(run_id, actor="hubot")
+    again = repo.protection_request_payload(run_id)
+    assert again["deployment"]["creator"]["login"] == again["sender"]["login"] == "hubot"
+
+    # the callback URL is the review endpoint
+    review = gh.post(
+        callback.removeprefix(fake.url),
+        json={"environment_name": "production", "state": "approved"},
+    )
+    assert review.status_code == 204
+
+
+def test_validate_webhook_reports_what_github_would_not_send(repo: FakeRepo) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    run_id = repo.start_manual_run("deploy.yml", actor="mona", ref="main", inputs={})
+    payload = repo.protection_request_payload(run_id)
+
+    approved = validate_webhook("deployment_protection_rule", {**payload, "action": "approved"})
+    assert approved == ["$.action: 'approved' is not one of ['requested']"]
+
+    broken = json.loads(json.dumps(payload))
+    del broken["deployment"]["sha"]
+    broken["deployment_callback_url"] = 5
+    del broken["sender"]
+    assert validate_webhook("deployment_protection_rule", broken) == [
+        "$: 'sender' is a required property",
+        "$.deployment: 'sha' is a required property",
+        "$.deployment_callback_url: 5 is not of type 'string'",
+    ]
+    with pytest.raises(ValueError, match="no webhook schema"):
+        validate_webhook("deployment_review", payload)
+
+
+def test_a_gate_is_reviewed_once_per_run_attempt_and_environment(
+    gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_commit(sha(1), files=[])
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    run_id = repo.start_manual_run("deploy.yml", actor="mona", ref="main", inputs={})
+    gate = f"{R}/actions/runs/{run_id}/deployment_protection_rule"
+    assert repo.gate_review(run_id) is None
+
+    note = gh.post(gate, json={"environment_name": "production", "comment": "Checking"})
+    assert note.status_code == 204  # a comment-only review leaves the gate pending
+    approve = {"environment_name": "production", "state": "approved", "comment": "Low risk"}
+    first = gh.post(gate, json=approve)
+    assert first.status_code == 204 and first.content == b""
+    assert repo.gate_review(run_id) == {
+        "run_id": run_id,
+        "run_attempt": 1,
+        "environment_name": "production",
+        "state": "approved",
+        "comment": "Low risk",
+    }
+
+    twice = gh.post(gate, json={"environment_name": "production", "state": "rejected"})
+    assert twice.status_code == 422
+    assert twice.json()["message"] == (
+        "The deployment protection rule for environment 'production' has already been "
+        "reviewed for this workflow run attempt."
+    )
+    assert twice.json()["documentation_url"].startswith("https://docs.github.com/")
+    late_note = gh.post(gate, json={"environment_name": "production", "comment": "x"})
+    assert late_note.status_code == 422
+    other_environment = gh.post(gate, json={"environment_name": "staging", "state": "rejected"})
+    assert other_environment.status_code == 204
+    unknown = gh.post(
+        f"{R}/actions/runs/999/deployment_protection_rule",
+        json={"environment_name": "production", "state": "approved"},
+    )
+    assert unknown.status_code == 404 and unknown.json()["message"] == "Not Found"
+
+    repo.complete_run(run_id, "failure")
+    assert repo.rerun(run_id, actor="mona") == 2
+    assert repo.gate_review(run_id) is None  # the new attempt is not reviewed yet
+    assert repo.gate_review(run_id, attempt=1) == {
+        "run_id": run_id,
+        "run_attempt": 1,
+        "environment_name": "staging",
+        "state": "rejected",
+        "comment": None,
+    }
+    rejected = gh.post(gate, json={"environment_name": "production", "state": "rejected"})
+    assert rejected.status_code == 204
+    latest = repo.gate_review(run_id)
+    assert latest is not None and latest["state"] == "rejected"
+    assert [
+        (r["run_attempt"], r["environment_name"], r["state"], r["comment"])
+        for r in repo.gate_reviews()
+    ] == [
+        (1, "production", None, "Checking"),
+        (1, "production", "approved", "Low risk"),
+        (1, "staging", "rejected", None),
+        (2, "production", "rejected", None),
+    ]
 
 
 # ------------------------------------------------------------------------- statuses
@@ -699,6 +1038,7 @@ def test_app_installations_and_webhook_deliveries(
     http.headers["Authorization"] = f"Bearer {app_jwt(key_pair[0])}"
     installations = http.get("/app/installations").json()
     assert [(i["id"], i["account"]["login"]) for i in installations] == [(7, OWNER)]
+    assert installations[0]["app_slug"] == fake.app_slug == "release-governor"
 
     for n in range(1, 6):
         fake.add_delivery(

@@ -127,13 +127,24 @@ def test_the_secret_never_reaches_the_logs(state_dir: Path) -> None:
             assert {"severity", "message"} <= entry.keys()
 
 
-def test_health_reports_the_store(state_dir: Path) -> None:
+def test_health_answers_ok_and_names_no_store(state_dir: Path) -> None:
     env = {"GOVERNOR_STORE_URL": state_dir.as_uri(), "GOVERNOR_WEBHOOK_SECRET": SECRET}
     with serve_function("health", env) as server:
         response = httpx.get(server.url, timeout=30)
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
-    assert response.json()["store"] == state_dir.as_uri()
+    assert str(state_dir) not in response.text  # unauthenticated: no bucket or path
+
+
+def test_an_unusable_store_is_a_503_that_reveals_nothing(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the store should be")
+    env = {"GOVERNOR_STORE_URL": blocker.as_uri(), "GOVERNOR_WEBHOOK_SECRET": SECRET}
+    with serve_function("health", env) as server:
+        response = httpx.get(server.url, timeout=30)
+    assert response.status_code == 503
+    assert "not-a-directory" not in response.text and str(tmp_path) not in response.text
+    assert "not-a-directory" in server.log  # the operator finds the details in the log
 
 
 def test_missing_configuration_is_a_clear_503_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -143,8 +154,9 @@ def test_missing_configuration_is_a_clear_503_not_a_crash(monkeypatch: pytest.Mo
         health = httpx.get(health_server.url, timeout=30)
     with serve_function("github_webhook", {}) as webhook_server:
         webhook = send(webhook_server.url, ping_body())
-    for response in (health, webhook):
+    for response, server in ((health, health_server), (webhook, webhook_server)):
         assert response.status_code == 503
-        assert "GOVERNOR_STORE_URL" in response.json()["error"]
-        assert "GOVERNOR_WEBHOOK_SECRET" in response.json()["error"]
+        assert "not configured" in response.json()["error"]
+        assert "GOVERNOR_" not in response.text  # details are for the log, not the caller
+        assert "GOVERNOR_STORE_URL" in server.log and "GOVERNOR_WEBHOOK_SECRET" in server.log
         assert int(response.headers["retry-after"]) > 0

@@ -111,7 +111,7 @@ def test_settings_name_every_missing_variable(monkeypatch: pytest.MonkeyPatch) -
 
 def test_settings_defaults_and_private_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("GOVERNOR_STORE_URL", "file:///tmp/x")
-    monkeypatch.setenv("GOVERNOR_WEBHOOK_SECRET", "s")
+    monkeypatch.setenv("GOVERNOR_WEBHOOK_SECRET", "s" * 16)
     settings = load_settings()
     assert settings.status_context == "release-governor"
     assert settings.github_api_url == "https://api.github.com"

@@ -83,4 +83,4 @@ def test_documents_round_trip_with_schema_and_version() -> None:
     s = st.record_intent(fresh(), SHA, "i", NOW)
     s = st.deploy_failed(s, SHA, "failure", NOW)
     again = st.ReleaseState.model_validate_json(s.model_dump_json())
-    assert again == s and again.schema_version == 1 and again.version == 2
+    assert again == s and again.schema_version == 2 and again.version == 2

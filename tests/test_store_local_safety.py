@@ -126,7 +126,7 @@ def test_a_blocked_write_fails_within_its_bound_with_an_actionable_message(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GOVERNOR_STORE_URL", root.as_uri())
-    monkeypatch.setenv("GOVERNOR_WEBHOOK_SECRET", "unused")
+    monkeypatch.setenv("GOVERNOR_WEBHOOK_SECRET", "unused-but-long-enough")
     monkeypatch.setenv("GOVERNOR_WRITE_TIMEOUT_S", "2")
     settings = AppSettings()
     store = open_store(settings.store_url, write_timeout_s=settings.write_timeout_s)
@@ -151,7 +151,7 @@ def test_a_blocked_write_fails_within_its_bound_with_an_actionable_message(
 def test_the_default_write_timeout_is_thirty_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOVERNOR_WRITE_TIMEOUT_S", raising=False)
     monkeypatch.setenv("GOVERNOR_STORE_URL", "file:///tmp/x")
-    monkeypatch.setenv("GOVERNOR_WEBHOOK_SECRET", "unused")
+    monkeypatch.setenv("GOVERNOR_WEBHOOK_SECRET", "unused-but-long-enough")
     assert DEFAULT_WRITE_TIMEOUT_S == 30
     assert AppSettings().write_timeout_s == 30
     assert LocalStore(Path("/tmp/x")).write_timeout_s == 30

@@ -15,8 +15,9 @@ recorded too. Missing `Accept: application/vnd.github+json` or `X-GitHub-Api-Ver
 
 Simplifications relative to github.com, on purpose:
 - One linear-or-branching commit graph per repository (each commit has one parent); no
-  merges, tags, trees or blobs. Refs are branch names, `refs/heads/<branch>`, full SHAs
-  or unique SHA prefixes of at least 7 characters.
+  merges, annotated tags, trees or blobs. Refs are branch names, `refs/heads/<branch>`,
+  lightweight tags (`set_tag`) by name or as `refs/tags/<tag>`, full SHAs or unique SHA
+  prefixes of at least 7 characters. A bare name is a branch first, then a tag.
 - Compare: `files` is the net change of the commits in (merge base, head], sorted by file
   name and capped at 300 entries like GitHub; it is sent on page 1 only (later pages get
   `files: []`). Without `page`/`per_page` the commit list holds up to 250 commits.
@@ -26,9 +27,16 @@ Simplifications relative to github.com, on purpose:
 - Permissions of installation tokens are reported, not enforced per endpoint. A token of
   another installation (or scoped to other repositories) gets 404 on a repository, as
   for a private repository on GitHub.
-- Workflow runs do not run: tests move them with `start_run` / `complete_run`.
+- Workflow runs do not run: tests move them with `start_run` / `complete_run` / `rerun`.
+  Runs come from the dispatch API, from a person (`start_manual_run`) or from any other
+  event (`add_run`).
 - The commit-status `creator`, issue/comment authors and run actors created through the
   API are the app's bot user (`<app_slug>[bot]`).
+- Custom deployment protection rules: `protection_request_payload` builds the webhook
+  GitHub sends when a run's job reaches a protected environment; the review posted back
+  decides the gate once per run attempt and environment (comment-only reviews do not).
+  `validate_webhook` checks payloads against the webhook schemas in
+  tests/fixtures/github/webhook-schemas/.
 """
 
 from __future__ import annotations
@@ -45,13 +53,16 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, quote, urlencode
 
 import jwt
+from jsonschema import Draft202012Validator
 
 from tests.support.openapi_contract import ContractViolation, OpenApiContract, Operation
 
@@ -65,6 +76,7 @@ DOCS_URL = "https://docs.github.com/rest"
 JWT_MAX_LIFETIME_S = 600
 CLOCK_SLACK_S = 60
 TOKEN_LIFETIME_S = 3600
+WEBHOOK_SCHEMAS = Path(__file__).resolve().parents[1] / "fixtures" / "github" / "webhook-schemas"
 
 FILE_STATUSES = frozenset({"added", "removed", "modified", "renamed", "copied", "changed"})
 RUN_CONCLUSIONS = frozenset(
@@ -244,12 +256,15 @@ class _Run:
     head_branch: str
     head_sha: str
     inputs: dict[str, Any]
-    actor: str
+    actor: str  # who started the run; a re-run keeps it
+    triggering_actor: str  # who started the current attempt
+    event: str
     created_at: float
     updated_at: float
+    run_started_at: float  # when the current attempt started
     status: str = "queued"
     conclusion: str | None = None
-    event: str = "workflow_dispatch"
+    run_attempt: int = 1
 
 
 @dataclass
@@ -302,6 +317,7 @@ class FakeRepo:
         self.created_at = time.time()
         self._commits: dict[str, _Commit] = {}
         self._branches: dict[str, str] = {}
+        self._tags: dict[str, str] = {}
         self._files: dict[tuple[str, str], bytes] = {}
         self._workflows: dict[int, _Workflow] = {}
         self._runs: dict[int, _Run] = {}
@@ -422,6 +438,25 @@ class FakeRepo:
         )
         return doc
 
+    def _organization_json(self) -> JSON:
+        """The 'organization simple' object that webhook payloads carry."""
+        owner = self._owner_json()
+        api = f"{self._fake.url}/orgs/{quote(self.owner)}"
+        return {
+            "login": self.owner,
+            "id": owner["id"],
+            "node_id": owner["node_id"],
+            "url": api,
+            "repos_url": f"{api}/repos",
+            "events_url": f"{api}/events",
+            "hooks_url": f"{api}/hooks",
+            "issues_url": f"{api}/issues",
+            "members_url": f"{api}/members{{/member}}",
+            "public_members_url": f"{api}/public_members{{/member}}",
+            "avatar_url": owner["avatar_url"],
+            "description": None,
+        }
+
     def _installation_ref(self) -> JSON:
         return {
             "id": self.installation_id,
@@ -478,17 +513,31 @@ class FakeRepo:
                 raise ValueError(f"unknown commit {sha}")
             self._branches[name] = sha
 
+    def set_tag(self, name: str, sha: str) -> None:
+        """A lightweight tag `name` on commit `sha` (moved there if it exists)."""
+        with self._lock:
+            if sha not in self._commits:
+                raise ValueError(f"unknown commit {sha}")
+            self._tags[name] = sha
+
     def tip(self, branch: str | None = None) -> str | None:
         with self._lock:
             return self._branches.get(branch or self.default_branch)
 
     def resolve(self, ref: str) -> str | None:
-        """The commit a ref names: a branch, refs/heads/<branch>, a SHA or SHA prefix."""
+        """The commit a ref names, or None.
+
+        `refs/heads/<branch>`, `refs/tags/<tag>`, a bare name (a branch first, then a tag:
+        a tag `main` does not hide the branch `main`, unlike `git rev-parse`), a full SHA
+        or a unique SHA prefix.
+        """
         with self._lock:
-            if ref.startswith("refs/heads/"):
-                return self._branches.get(ref.removeprefix("refs/heads/"))
-            if ref in self._branches:
-                return self._branches[ref]
+            for prefix, names in (("refs/heads/", self._branches), ("refs/tags/", self._tags)):
+                if ref.startswith(prefix):
+                    return names.get(ref.removeprefix(prefix))
+            named = self._branches.get(ref) or self._tags.get(ref)
+            if named is not None:
+                return named
             if ref in self._commits:
                 return ref
             if _SHA_PREFIX.match(ref):
@@ -750,7 +799,6 @@ class FakeRepo:
                     },
                     "committer": {"name": "GitHub", "email": "noreply@github.com"},
                 }
-            actor = self._fake.user_json(run.actor)
             return {
                 "id": run.run_id,
                 "name": workflow.name,
@@ -771,18 +819,20 @@ class FakeRepo:
                 "pull_requests": [],
                 "created_at": iso(run.created_at),
                 "updated_at": iso(run.updated_at),
-                "actor": actor,
-                "run_attempt": 1,
+                "actor": self._fake.user_json(run.actor),
+                "run_attempt": run.run_attempt,
                 "referenced_workflows": [],
-                "run_started_at": iso(run.created_at),
-                "triggering_actor": actor,
+                "run_started_at": iso(run.run_started_at),
+                "triggering_actor": self._fake.user_json(run.triggering_actor),
                 "jobs_url": f"{run_url}/jobs",
                 "logs_url": f"{run_url}/logs",
                 "check_suite_url": f"{api}/check-suites/{suite}",
                 "artifacts_url": f"{run_url}/artifacts",
                 "cancel_url": f"{run_url}/cancel",
                 "rerun_url": f"{run_url}/rerun",
-                "previous_attempt_url": None,
+                "previous_attempt_url": (
+                    f"{run_url}/attempts/{run.run_attempt - 1}" if run.run_attempt > 1 else None
+                ),
                 "workflow_url": f"{api}/actions/workflows/{workflow.workflow_id}",
                 "head_commit": head_commit,
                 "repository": self.repo_json(minimal=True),
@@ -790,7 +840,7 @@ class FakeRepo:
             }
 
     def dispatched_runs(self, workflow_file: str) -> list[JSON]:
-        """Runs created by dispatches of that workflow, oldest first.
+        """Runs created by dispatches of that workflow (API or person), oldest first.
 
         Each is the run as the API shows it plus `inputs` (the dispatch inputs, which the
         run object on GitHub does not carry).
@@ -810,10 +860,125 @@ class FakeRepo:
             "workflow_run": self.run_json(run_id),
             "workflow": self._workflow_json(self._workflows[run.workflow_id]),
             "repository": self.repo_json(),
-            "organization": self._owner_json(),
+            "organization": self._organization_json(),
             "installation": self._installation_ref(),
-            "sender": self._fake.user_json(sender or run.actor),
+            "sender": self._fake.user_json(sender or run.triggering_actor),
         }
+
+    def _new_run(
+        self,
+        workflow: _Workflow,
+        *,
+        event: str,
+        actor: str,
+        head_branch: str,
+        head_sha: str,
+        display_title: str,
+        inputs: Mapping[str, Any],
+    ) -> int:
+        run_id = self._fake.next_run_id()
+        number = self._run_numbers.get(workflow.workflow_id, 0) + 1
+        self._run_numbers[workflow.workflow_id] = number
+        now = time.time()
+        self._runs[run_id] = _Run(
+            run_id=run_id,
+            workflow_id=workflow.workflow_id,
+            run_number=number,
+            display_title=display_title,
+            head_branch=head_branch,
+            head_sha=head_sha,
+            inputs=dict(inputs),
+            actor=actor,
+            triggering_actor=actor,
+            event=event,
+            created_at=now,
+            updated_at=now,
+            run_started_at=now,
+        )
+        return run_id
+
+    def _dispatch(
+        self, workflow: _Workflow, ref: str, inputs: Mapping[str, Any], actor: str
+    ) -> int:
+        """The run a workflow_dispatch creates, refused with 422 the way GitHub refuses it.
+
+        head_sha is the branch's tip; the title is the workflow's run-name with the inputs.
+        """
+        branch = ref.removeprefix("refs/heads/")
+        if _SHA.match(ref) or branch not in self._branches:
+            raise GitHubError(422, f"No ref found for: {ref}")
+        if workflow.inputs is not None:
+            unexpected = sorted(set(inputs) - set(workflow.inputs))
+            if unexpected:
+                raise GitHubError(422, f"Unexpected inputs provided: {json.dumps(unexpected)}")
+            for name, required in workflow.inputs.items():
+                if required and name not in inputs:
+                    raise GitHubError(422, f"Required input '{name}' not provided")
+        values = {k: str(v) for k, v in inputs.items()}
+        placeholders = _PLACEHOLDER.findall(workflow.run_name_template)
+        if all(name in values for name in placeholders):
+            title = _PLACEHOLDER.sub(lambda m: values[m.group(1)], workflow.run_name_template)
+        else:
+            title = workflow.name
+        return self._new_run(
+            workflow,
+            event="workflow_dispatch",
+            actor=actor,
+            head_branch=branch,
+            head_sha=self._branches[branch],
+            display_title=title or workflow.name,
+            inputs=inputs,
+        )
+
+    def start_manual_run(
+        self, workflow_file: str, *, actor: str, ref: str, inputs: dict[str, str]
+    ) -> int:
+        """`actor` presses "Run workflow" on branch `ref`; returns the new run's id.
+
+        The same run (and the same 422 refusals, raised as GitHubError) as a dispatch
+        through the API, except that the run's actor and triggering actor are that person.
+        """
+        with self._lock:
+            return self._dispatch(self._workflow(workflow_file), ref, inputs, actor)
+
+    def add_run(
+        self,
+        workflow_file: str,
+        *,
+        event: str,
+        actor: str,
+        head_branch: str,
+        head_sha: str,
+        display_title: str,
+    ) -> int:
+        """A queued run of that workflow triggered by `event` (e.g. push); returns its id."""
+        with self._lock:
+            return self._new_run(
+                self._workflow(workflow_file),
+                event=event,
+                actor=actor,
+                head_branch=head_branch,
+                head_sha=head_sha,
+                display_title=display_title,
+                inputs={},
+            )
+
+    def rerun(self, run_id: int, *, actor: str | None = None) -> int:
+        """Re-run a completed run (same id, next attempt); returns the new attempt number.
+
+        The run is queued again. `actor`, if given, is who pressed "Re-run": the run's
+        triggering actor from now on; the run's actor stays who started it first.
+        """
+        with self._lock:
+            run = self._runs[run_id]
+            if run.status != "completed":
+                raise ValueError(f"run {run_id} is {run.status}: only a completed run re-runs")
+            run.run_attempt += 1
+            run.status, run.conclusion = "queued", None
+            run.updated_at = run.run_started_at = time.time()
+            if actor is not None:
+                run.triggering_actor = actor
+            return run.run_attempt
 
     def start_run(self, run_id: int) -> JSON:
         """Move a queued run to in_progress; returns the `workflow_run` in_progress payload."""
@@ -832,9 +997,65 @@ class FakeRepo:
             return self._run_payload(run_id, "completed", sender)
 
     def gate_reviews(self) -> list[JSON]:
-        """Reviews posted to actions/review-custom-gates-for-run, in order."""
+        """Reviews posted to actions/review-custom-gates-for-run, in order.
+
+        Each is `{"run_id", "run_attempt", "environment_name", "state", "comment"}`; `state`
+        is None for a comment-only review, `comment` None when the review had none.
+        """
         with self._lock:
             return [dict(review) for review in self._gate_reviews]
+
+    def gate_review(self, run_id: int, attempt: int | None = None) -> JSON | None:
+        """The latest review of that run's attempt (default: its current one), or None."""
+        with self._lock:
+            wanted = attempt if attempt is not None else self._runs[run_id].run_attempt
+            found = [
+                r for r in self._gate_reviews if (r["run_id"], r["run_attempt"]) == (run_id, wanted)
+            ]
+            return dict(found[-1]) if found else None
+
+    def protection_request_payload(self, run_id: int, *, environment: str = "production") -> JSON:
+        """The `deployment_protection_rule` requested payload for that run's current attempt.
+
+        What GitHub sends the app when the run's job declaring `environment:` starts: the
+        deployment is of the run's head (branch tip at dispatch, not any sha input), created
+        by the run's triggering actor; the review goes to `deployment_callback_url`.
+        """
+        with self._lock:
+            run = self._runs[run_id]
+            api = self.api_url
+            deployment_id = self._fake.next_id("deployment")
+            now = iso(time.time())
+            return {
+                "action": "requested",
+                "environment": environment,
+                "event": run.event,
+                "deployment_callback_url": (
+                    f"{api}/actions/runs/{run_id}/deployment_protection_rule"
+                ),
+                "deployment": {
+                    "url": f"{api}/deployments/{deployment_id}",
+                    "id": deployment_id,
+                    "node_id": _node_id("Deployment", deployment_id),
+                    "task": "deploy",
+                    "original_environment": environment,
+                    "environment": environment,
+                    "description": None,
+                    "created_at": now,
+                    "updated_at": now,
+                    "statuses_url": f"{api}/deployments/{deployment_id}/statuses",
+                    "repository_url": api,
+                    "creator": self._fake.user_json(run.triggering_actor),
+                    "sha": run.head_sha,
+                    "ref": run.head_branch,
+                    "payload": {},
+                },
+                "pull_requests": [],
+                "repository": self.repo_json(),
+                "organization": self._organization_json(),
+                "installation": self._installation_ref(),
+                "sender": self._fake.user_json(run.triggering_actor),
+            }
 
     # ----------------------------------------------------------------------- statuses
 
@@ -1141,7 +1362,7 @@ class FakeRepo:
                 "pull_request": self._pull_json(issue, full=True),
                 "label": label_json,
                 "repository": self.repo_json(),
-                "organization": self._owner_json(),
+                "organization": self._organization_json(),
                 "installation": self._installation_ref(),
                 "sender": self._fake.user_json(sender),
             }
@@ -1155,7 +1376,7 @@ class FakeRepo:
                 "issue": self._issue_json(self._issue(number)),
                 "comment": comment,
                 "repository": self.repo_json(),
-                "organization": self._owner_json(),
+                "organization": self._organization_json(),
                 "installation": self._installation_ref(),
                 "sender": self._fake.user_json(sender),
             }
@@ -1304,40 +1525,8 @@ class FakeRepo:
     def _h_dispatch(self, req: _Request) -> _Answer:
         workflow = self._workflow(req.op.path_params["workflow_id"])
         body = cast(JSON, req.body)
-        ref = str(body["ref"])
         inputs = dict(body.get("inputs") or {})
-        branch = ref.removeprefix("refs/heads/")
-        if _SHA.match(ref) or branch not in self._branches:
-            raise GitHubError(422, f"No ref found for: {ref}")
-        if workflow.inputs is not None:
-            unexpected = sorted(set(inputs) - set(workflow.inputs))
-            if unexpected:
-                raise GitHubError(422, f"Unexpected inputs provided: {json.dumps(unexpected)}")
-            for name, required in workflow.inputs.items():
-                if required and name not in inputs:
-                    raise GitHubError(422, f"Required input '{name}' not provided")
-        values = {k: str(v) for k, v in inputs.items()}
-        placeholders = _PLACEHOLDER.findall(workflow.run_name_template)
-        if all(name in values for name in placeholders):
-            title = _PLACEHOLDER.sub(lambda m: values[m.group(1)], workflow.run_name_template)
-        else:
-            title = workflow.name
-        run_id = self._fake.next_run_id()
-        number = self._run_numbers.get(workflow.workflow_id, 0) + 1
-        self._run_numbers[workflow.workflow_id] = number
-        now = time.time()
-        self._runs[run_id] = _Run(
-            run_id=run_id,
-            workflow_id=workflow.workflow_id,
-            run_number=number,
-            display_title=title or workflow.name,
-            head_branch=branch,
-            head_sha=self._branches[branch],
-            inputs=inputs,
-            actor=self._fake.bot_login,
-            created_at=now,
-            updated_at=now,
-        )
+        run_id = self._dispatch(workflow, str(body["ref"]), inputs, self._fake.bot_login)
         if body.get("return_run_details") is True:
             return _Answer(
                 200,
@@ -1382,10 +1571,37 @@ class FakeRepo:
         return _Answer(200, self.run_json(run_id))
 
     def _h_review_gates(self, req: _Request) -> _Answer:
+        """Review a run's custom deployment protection rule, as its callback URL does.
+
+        A review with a `state` decides the gate of that run attempt and environment, once;
+        a comment-only review (no `state`) is recorded and leaves the gate pending.
+        """
         run_id = int(req.op.path_params["run_id"])
-        if run_id not in self._runs:
+        run = self._runs.get(run_id)
+        if run is None:
             raise _not_found()
-        self._gate_reviews.append({"run_id": run_id, **cast(JSON, req.body)})
+        body = cast(JSON, req.body)
+        environment = str(body["environment_name"])
+        if any(
+            (r["run_id"], r["run_attempt"], r["environment_name"])
+            == (run_id, run.run_attempt, environment)
+            and r["state"] is not None
+            for r in self._gate_reviews
+        ):
+            raise GitHubError(
+                422,
+                f"The deployment protection rule for environment '{environment}' has already "
+                "been reviewed for this workflow run attempt.",
+            )
+        self._gate_reviews.append(
+            {
+                "run_id": run_id,
+                "run_attempt": run.run_attempt,
+                "environment_name": environment,
+                "state": body.get("state"),
+                "comment": body.get("comment"),
+            }
+        )
         return _Answer(204)
 
     def _status_json(self, sha: str, body: JSON, status_id: int, now: float) -> JSON:
@@ -2339,6 +2555,34 @@ def default_contract() -> OpenApiContract:
         if _DEFAULT_CONTRACT is None:
             _DEFAULT_CONTRACT = OpenApiContract()
         return _DEFAULT_CONTRACT
+
+
+@cache
+def _webhook_validators(event: str) -> tuple[Draft202012Validator, ...]:
+    validators: list[Draft202012Validator] = []
+    for path in sorted(WEBHOOK_SCHEMAS.glob(f"{event}.*.json")):
+        schema = json.loads(path.read_text())["schema"]
+        Draft202012Validator.check_schema(schema)
+        validators.append(Draft202012Validator(schema))
+    if not validators:
+        raise ValueError(f"no webhook schema for {event!r} in {WEBHOOK_SCHEMAS}")
+    return tuple(validators)
+
+
+def validate_webhook(event: str, payload: JSON) -> list[str]:
+    """Why `payload` is not a valid `event` webhook (X-GitHub-Event), or [] if it is.
+
+    Checked against the event's schemas in tests/fixtures/github/webhook-schemas/ (one per
+    action, `<event>.<action>.json`): valid if one of them accepts it; otherwise the errors
+    of all, as `<json path>: <message>`. Formats are not checked.
+    """
+    errors: list[str] = []
+    for validator in _webhook_validators(event):
+        found = sorted(validator.iter_errors(payload), key=lambda e: e.json_path)
+        if not found:
+            return []
+        errors.extend(f"{error.json_path}: {error.message}" for error in found)
+    return errors
 
 
 def iter_link_header(value: str) -> Iterator[tuple[str, str]]:

@@ -12,6 +12,11 @@ import pytest
 from governor.store import ObjectStore, open_store
 
 from tests.support import emulators
+from tests.support.e2e import APP_ID, function_env, new_repo
+from tests.support.fake_github import FakeGitHub
+from tests.support.functions_server import serve_function
+from tests.support.governed import Governed
+from tests.support.keys import rsa_key_pair
 
 BACKENDS = ["local", "gcs", "s3"]
 BUCKET = "governor-test"
@@ -46,6 +51,46 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> ObjectStore:
     return open_store(store_url)
+
+
+# -- end to end: the fake GitHub and the webhook function on loopback ----------------------
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeGitHub]:
+    _private, public = rsa_key_pair()
+    with FakeGitHub(app_id=APP_ID, public_key_pem=public) as github:
+        yield github
+
+
+@pytest.fixture(scope="module")
+def gcs_store_url(gcs_emulator: str) -> str:
+    return f"gs://{BUCKET}/e2e-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def gcs_webhook(fake: FakeGitHub, gcs_store_url: str) -> Iterator[str]:
+    with serve_function("github_webhook", function_env(fake, gcs_store_url)) as server:
+        yield server.url
+
+
+@pytest.fixture(scope="module")
+def local_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return tmp_path_factory.mktemp("e2e-store").as_uri()
+
+
+@pytest.fixture(scope="module")
+def local_webhook(fake: FakeGitHub, local_store_url: str) -> Iterator[str]:
+    with serve_function("github_webhook", function_env(fake, local_store_url)) as server:
+        yield server.url
+
+
+@pytest.fixture
+def gov(fake: FakeGitHub, gcs_store_url: str, gcs_webhook: str) -> Iterator[Governed]:
+    """A new governed repository on the fake, served by the webhook on fake-gcs-server."""
+    governed = new_repo(fake, gcs_store_url, gcs_webhook)
+    yield governed
+    assert fake.violations == [], "the governor made a request GitHub's description does not have"
 
 
 @contextmanager

@@ -9,12 +9,11 @@ scenario asserts what GitHub received and what the store holds.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,83 +22,10 @@ import pytest
 from governor.ledger import Ledger
 from governor.store import open_store
 
-from tests.conftest import BUCKET
+from tests.support.e2e import SECRET, deployed_base, function_env, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.functions_server import kill_hard, serve_function
-from tests.support.governed import BASE_POLICY, DEPLOY_FILE, VERIFY_FILE, WEBHOOKS, Governed
-from tests.support.keys import rsa_key_pair
-
-APP_ID = "424242"
-SECRET = "e2e-" + uuid.uuid4().hex
-_repo_ids = itertools.count(5000)
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeGitHub]:
-    _private, public = rsa_key_pair()
-    with FakeGitHub(app_id=APP_ID, public_key_pem=public) as github:
-        yield github
-
-
-def function_env(fake: FakeGitHub, store_url: str, **extra: str) -> dict[str, str]:
-    private, _public = rsa_key_pair()
-    return {
-        "GOVERNOR_STORE_URL": store_url,
-        "GOVERNOR_WEBHOOK_SECRET": SECRET,
-        "GOVERNOR_GITHUB_APP_ID": APP_ID,
-        "GOVERNOR_GITHUB_PRIVATE_KEY": private,
-        "GOVERNOR_GITHUB_API_URL": fake.url,
-        "GOVERNOR_DELIVERY_LEASE_S": "3",
-        "GOVERNOR_GITHUB_TIMEOUT_S": "2",
-        **extra,
-    }
-
-
-@pytest.fixture(scope="module")
-def gcs_store_url(gcs_emulator: str) -> str:
-    return f"gs://{BUCKET}/e2e-{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def gcs_webhook(fake: FakeGitHub, gcs_store_url: str) -> Iterator[str]:
-    with serve_function("github_webhook", function_env(fake, gcs_store_url)) as server:
-        yield server.url
-
-
-@pytest.fixture(scope="module")
-def local_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return tmp_path_factory.mktemp("e2e-store").as_uri()
-
-
-@pytest.fixture(scope="module")
-def local_webhook(fake: FakeGitHub, local_store_url: str) -> Iterator[str]:
-    with serve_function("github_webhook", function_env(fake, local_store_url)) as server:
-        yield server.url
-
-
-def new_repo(fake: FakeGitHub, store_url: str, webhook_url: str) -> Governed:
-    repo_id = next(_repo_ids)
-    repo = fake.add_repo("octo", f"app-{repo_id}", repo_id=repo_id, installation_id=7)
-    repo.add_workflow(VERIFY_FILE, name="Verify main", workflow_id=repo_id * 10 + 1)
-    repo.add_workflow(
-        DEPLOY_FILE, name="Deploy", workflow_id=repo_id * 10 + 2, run_name_template="Deploy {sha}"
-    )
-    return Governed(fake, repo, store_url, webhook_url, SECRET)
-
-
-@pytest.fixture
-def gov(fake: FakeGitHub, gcs_store_url: str, gcs_webhook: str) -> Iterator[Governed]:
-    governed = new_repo(fake, gcs_store_url, gcs_webhook)
-    yield governed
-    assert fake.violations == [], "the governor made a request GitHub's description does not have"
-
-
-def deployed_base(gov: Governed, policy: str = BASE_POLICY) -> str:
-    """Production at a first commit whose policy (the trusted one from then on) is `policy`."""
-    base = gov.commit("base", ["README.md"], policy=policy)
-    gov.in_production(base)
-    return base
-
+from tests.support.governed import BASE_POLICY, DEPLOY_FILE, WEBHOOKS, Governed
 
 # -- scenarios ---------------------------------------------------------------------------
 

@@ -442,5 +442,9 @@ def parse_policy(text: str | None) -> Policy | PolicyProblem | None:
         message = first["msg"]
         if first["type"] == "extra_forbidden":
             removed = REMOVED_POLICY_KEYS.get(key)
-            message = f"unknown key: {removed}" if removed else "unknown key (see docs/policy.md)"
+            message = (
+                f"unknown key: {removed}"
+                if removed
+                else "unknown key (see docs/policy.md for the keys)"
+            )
         return PolicyProblem(key=key, message=message)

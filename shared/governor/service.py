@@ -175,11 +175,12 @@ class Governor:
     # -- the trusted policy -------------------------------------------------------------
 
     def trusted_policy(self, repo: Repo, state: ReleaseState) -> Trusted:
-        """The policy in production; before any deploy, or if production's is missing,
-        invalid or disabled, the default branch's (so an opt-in or a fix is possible)."""
+        """The policy in production; before any deploy, or if production's cannot govern
+        (missing, invalid, disabled, or naming no deploy workflow), the default branch's:
+        a repository must be able to opt in again or mend its policy without a deploy."""
         if state.production_sha is not None:
             policy = parse_policy(repo.api.file_text(POLICY_PATH, state.production_sha))
-            if isinstance(policy, Policy) and policy.enabled:
+            if isinstance(policy, Policy) and policy.enabled and policy.deploy_workflow:
                 return policy, f"production {state.production_sha}"
         return parse_policy(repo.api.file_text(POLICY_PATH, repo.default_ref)), repo.default_ref
 

@@ -489,3 +489,35 @@ def test_a_rerun_is_approved_only_if_its_sha_passes_the_gate_now(gov: Governed) 
     again = gov.send(gov.repo.complete_run(run_id, "failure"))
     assert again.json()["result"] == "ignored"
     assert gov.state().failures[sha].count == 1 and len(gov.repo.issues()) == 1
+
+
+# -- failing closed, and failing early ----------------------------------------------------
+
+
+def test_the_fail_closed_hold_never_lands_over_a_live_dispatch(gov: Governed) -> None:
+    # A 502 on the status after a successful dispatch used to post `governor_error`
+    # over the live dispatch: statuses read success, then failure.
+    deployed_base(gov)
+    sha = gov.commit("status-lost", ["src/app.py"])
+    gov.fake.fail_next("repos/create-commit-status", 502)
+
+    response = gov.send(gov.verified(sha))
+
+    assert response.status_code == 500
+    assert [d["inputs"] for d in gov.dispatches()] == [{"sha": sha}]
+    assert gov.our_statuses(sha) == []  # no failing status over the dispatch
+    state = gov.state()
+    assert state.dispatch_for(sha) is not None and sha not in state.holds
+
+
+def test_a_malformed_guid_is_a_400_that_stores_and_holds_nothing(gov: Governed) -> None:
+    deployed_base(gov)
+    sha = gov.commit("bad-guid", ["src/app.py"])
+    store = open_store(gov.store_url)
+    before = sorted(store.list())
+
+    response = gov.send(gov.verified(sha), guid="../../deliveries/x")
+
+    assert response.status_code == 400
+    assert sorted(store.list()) == before
+    assert gov.our_statuses(sha) == [] and gov.dispatches() == []

@@ -1,8 +1,9 @@
 """N processes x M `update`s of one key, per backend, against the raw local floor.
 
-The floor is the same counter loop with no store layer: blocking flock, read, write a
-temp file, fsync, rename. Every figure comes from one run on one machine, so the
-ratios compare like with like even when the machine is noisy.
+The floor is the same counter loop with no store layer, doing only what durability
+needs: blocking flock, read, write a temp file, fsync, rename, fsync the directory.
+Every figure comes from one run on one machine, so the ratios compare like with like
+even when the machine is noisy.
 
     .venv/bin/python -m bench.store_contention --processes 8 --updates 50
 """
@@ -48,7 +49,11 @@ def store_worker(url: str, updates: int, start: Event, out: Any) -> None:
 
 
 def floor_worker(root: str, updates: int, start: Event, out: Any) -> None:
-    """The least a correct local read-modify-write can do: no store layer at all."""
+    """The least a durable local read-modify-write can do: no store layer at all.
+
+    flock, read, write a temp file, fsync it, rename, fsync the directory: what
+    durability needs, and nothing else (no envelope, no generation check, no retry).
+    """
     target = os.path.join(root, "counter")
     latencies = []
     start.wait()
@@ -68,6 +73,11 @@ def floor_worker(root: str, updates: int, start: Event, out: Any) -> None:
             os.fsync(fd)
             os.close(fd)
             os.replace(temp, target)
+            directory = os.open(root, os.O_RDONLY)
+            try:
+                os.fsync(directory)  # the rename is durable only once its directory is
+            finally:
+                os.close(directory)
         finally:
             os.close(lock)
         latencies.append(time.perf_counter() - began)

@@ -8,7 +8,6 @@ compare-and-swap on it cannot be fooled by an A-B-A sequence.
 from __future__ import annotations
 
 import re
-from contextlib import AbstractContextManager as ContextManager
 from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Protocol, TypeAlias
@@ -66,7 +65,7 @@ class StoredObject:
 
 
 class ObjectStore(Protocol):
-    """Keyed bytes with conditional writes. See docs/architecture.md, "Storage"."""
+    """Keyed bytes with conditional writes. See docs/storage.md."""
 
     url: str
     write_timeout_s: float
@@ -87,15 +86,6 @@ class ObjectStore(Protocol):
 
         Raises PreconditionFailed if it does not hold, WriteContention if the write
         could not get through within `timeout_s` (default: the store's write timeout).
-        """
-        ...
-
-    def exclusive(self, key: str, *, timeout_s: float | None = None) -> ContextManager[bool]:
-        """Keep other writers of this store out for one read-modify-write, where that is cheap.
-
-        Local: the root writer lock, so writers queue instead of colliding. GCS and S3:
-        nothing (the conditional put alone decides). Yields whether another writer was in
-        the way. Correctness never depends on it: the conditional put still checks.
         """
         ...
 

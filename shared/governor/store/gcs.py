@@ -9,9 +9,7 @@ Set STORAGE_EMULATOR_HOST to use an emulator (fake-gcs-server in the tests).
 
 from __future__ import annotations
 
-import contextlib
 import os
-from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 from google.api_core import exceptions as google_errors
@@ -93,9 +91,6 @@ class GcsStore:
         except google_errors.RetryError:
             raise WriteContention(key, timeout) from None
         return str(blob.generation)
-
-    def exclusive(self, key: str, *, timeout_s: float | None = None) -> ContextManager[bool]:
-        return contextlib.nullcontext(False)
 
     def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
         blob = self._bucket.blob(self._name(key))

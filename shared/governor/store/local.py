@@ -9,9 +9,9 @@ mix. The kernel releases a flock when its holder dies, so a crashed writer never
 blocks the others. The lock file is never deleted (deleting it would let two writers
 hold locks on two different files).
 
-`update` holds the same lock across its read, its function and its write
-(`exclusive`), so on this backend writers queue instead of colliding: a lost race costs
-a wait, not a wasted fsync and a retry.
+The lock covers one `put` (check, write, rename), not a whole read-modify-write:
+`update` reads without it, so two writers of one key can both compute a change and the
+second `put` then fails its precondition and `update` runs again, as on GCS and S3.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager as ContextManager
 from pathlib import Path
 from typing import Final
 
@@ -81,10 +80,6 @@ class LocalStore:
         return sorted(keys)
 
     # -- writes: under the root lock --------------------------------------------------
-
-    def exclusive(self, key: str, *, timeout_s: float | None = None) -> ContextManager[bool]:
-        """Hold the writer lock for a read-modify-write; yield whether a writer was in the way."""
-        return self._writer_lock(key, timeout_s)
 
     def put(
         self,

@@ -11,8 +11,6 @@ The endpoint comes from AWS_ENDPOINT_URL (MinIO, moto in the tests).
 
 from __future__ import annotations
 
-import contextlib
-from contextlib import AbstractContextManager as ContextManager
 from typing import Any
 
 import boto3
@@ -114,9 +112,6 @@ class S3Store:
                 raise PreconditionFailed(key, if_generation_match) from None
             raise self._translate(exc) from exc
         return str(response["ETag"])
-
-    def exclusive(self, key: str, *, timeout_s: float | None = None) -> ContextManager[bool]:
-        return contextlib.nullcontext(False)
 
     def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
         request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._name(key)}

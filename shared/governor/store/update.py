@@ -27,8 +27,8 @@ class UpdateResult:
     written: bool
     """False when `fn` returned the bytes already stored, so nothing was written."""
     conflicts: int
-    """How many times another writer was in the way: it wrote first (so `fn` ran again on
-    its result) or, on the local store, this one had to wait for it."""
+    """How many times another writer wrote first, so the conditional write failed and `fn`
+    ran again on its result (on every backend alike)."""
 
 
 def update(

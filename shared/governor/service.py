@@ -222,10 +222,14 @@ class Governor:
         if state.production_sha == sha:
             return {"result": "in_production", "sha": sha}
         trusted = trusted or self.trusted_policy(repo, state)
-        live = state.dispatch_for(sha)
-        if live is not None:
-            return self._resume_dispatch(repo, sha, trusted[0], live)
         policy = trusted[0]
+        live = state.dispatch_for(sha)
+        stale: str | None = None
+        if live is not None:
+            unfinished = self._resume_dispatch(repo, sha, policy, live)
+            if unfinished is not None:
+                return unfinished
+            stale = live.intent_id  # it never started: decide again, as if never dispatched
         if policy is None or (isinstance(policy, Policy) and not policy.enabled):
             return {"result": "ignored", "why": f"{repo.full_name} is not governed"}
         mode = _mode(policy, self.settings)
@@ -237,7 +241,14 @@ class Governor:
                     "why": f"{sha} is not on {repo.default_ref} ({reachable.status})",
                 }
             return self._decide_and_act(
-                repo, sha, trusted, state, mode, trigger=trigger, delivery=delivery
+                repo,
+                sha,
+                trusted,
+                state,
+                mode,
+                trigger=trigger,
+                delivery=delivery,
+                stale_intent=stale,
             )
         except (WriteContention, RateLimited):
             raise  # transient: nothing decided, the redelivery decides
@@ -256,11 +267,12 @@ class Governor:
         *,
         trigger: str,
         delivery: str | None,
+        stale_intent: str | None = None,
     ) -> dict[str, Any]:
         intent = new_token()
         facts = self._gather(repo, sha, trusted, state)
         try:
-            committed = self._commit(repo, facts, mode, intent)
+            committed = self._commit(repo, facts, mode, intent, stale_intent)
         except StaleFacts as stale:
             # The state moved on (another instance, another SHA): gather once more on it.
             fresh = self.ledger.read_state(repo.id, repo.full_name)
@@ -268,7 +280,7 @@ class Governor:
                 trusted = self.trusted_policy(repo, fresh)
             facts = self._gather(repo, sha, trusted, fresh)
             try:
-                committed = self._commit(repo, facts, mode, intent)
+                committed = self._commit(repo, facts, mode, intent, stale_intent)
             except StaleFacts as again:
                 log.warning("state changed twice while deciding: %s; %s", stale, again)
                 return self._hold_after_churn(repo, sha, trusted[0], mode)
@@ -290,6 +302,8 @@ class Governor:
             if live is None or live.intent_id != intent:
                 return {**result, "dispatch": "another instance is dispatching"}
             result["dispatch"] = self._send_dispatch(repo, sha, live)
+            if stale_intent is not None:
+                result["result"] = "redispatched"
         self._post_status(repo, sha, decision, policy, mode)
         self.ledger.record_evaluation(
             repo.id,
@@ -347,8 +361,14 @@ class Governor:
             now=self.clock(),
         )
 
-    def _commit(self, repo: Repo, facts: Facts, mode: Mode, intent: str) -> _Committed:
-        """Decide again on the state being replaced, and write the decision in the same CAS."""
+    def _commit(
+        self, repo: Repo, facts: Facts, mode: Mode, intent: str, stale: str | None = None
+    ) -> _Committed:
+        """Decide again on the state being replaced, and write the decision in the same CAS.
+
+        `stale`: a run-less intent of this SHA that never started a run; it is judged as if
+        it had never been written, and replaced (or dropped) in the same write.
+        """
         sha, now = facts.sha, facts.now
         policy = facts.trusted
         committed = _Committed()
@@ -358,6 +378,8 @@ class Governor:
             if state.production_sha == sha:
                 committed.result = "in_production"
                 return state
+            if stale is not None:
+                state = transitions.intent_abandoned(state, sha, stale, now)
             live = state.dispatch_for(sha)
             if live is not None:
                 committed.result = "already_dispatched"
@@ -434,8 +456,13 @@ class Governor:
 
     def _resume_dispatch(
         self, repo: Repo, sha: str, policy: Policy | PolicyProblem | None, live: Dispatch
-    ) -> dict[str, Any]:
-        """`sha` has a dispatch already: finish it if it was left half done, else stop."""
+    ) -> dict[str, Any] | None:
+        """`sha` has a dispatch already: the answer if it stands, None if it never started.
+
+        A run-less intent older than the lease whose run cannot be found never reached
+        GitHub (or died there): the caller decides again on the fresh state, so a retry
+        obeys the rate limit and supersession like any dispatch.
+        """
         done = {"result": "already_dispatched", "sha": sha, "run_id": live.run_id}
         trusted = policy if isinstance(policy, Policy) else None
         if live.run_id is not None or (live.workflow is None and trusted is None):
@@ -446,22 +473,7 @@ class Governor:
         if run is not None:
             self._record_run(repo, sha, live.intent_id, run.id, run.html_url)
             return {**done, "run_id": run.id, "result": "dispatch_recovered"}
-        intent, now = new_token(), self.clock()
-        after = self.ledger.transition(
-            repo.id,
-            repo.full_name,
-            lambda s: transitions.retry_intent(
-                s, sha, stale_intent_id=live.intent_id, intent_id=intent, now=now
-            ),
-        )
-        retried = after.dispatch_for(sha)
-        if retried is None or retried.intent_id != intent:
-            return {**done, "result": "dispatch_in_progress"}
-        return {
-            **done,
-            "result": "redispatched",
-            "dispatch": self._send_dispatch(repo, sha, retried, trusted),
-        }
+        return None
 
     def _send_dispatch(
         self, repo: Repo, sha: str, live: Dispatch, policy: Policy | None = None

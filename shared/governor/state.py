@@ -227,21 +227,16 @@ def record_intent(
     )
 
 
-def retry_intent(
-    state: ReleaseState, sha: str, *, stale_intent_id: str, intent_id: str, now: datetime
-) -> ReleaseState:
-    """Replace an intent whose dispatch never produced a run, so it can be dispatched again.
+def intent_abandoned(state: ReleaseState, sha: str, intent_id: str, now: datetime) -> ReleaseState:
+    """Drop a dispatch intent that never started a run, so the SHA can be decided again.
 
-    Only one retrier wins: the state changes only while the stale intent is still the
-    live, run-less dispatch of `sha`.
+    Only while that intent is still the live, run-less dispatch of `sha`: if another
+    instance replaced it or its run was found meanwhile, the state is left as it is.
     """
     live = state.dispatch_for(sha)
-    if live is None or live.intent_id != stale_intent_id or live.run_id is not None:
+    if live is None or live.intent_id != intent_id or live.run_id is not None:
         return state
-    replaced = live.model_copy(update={"intent_id": intent_id, "at": now})
-    return _next(
-        state, now, dispatches=tuple(replaced if d is live else d for d in state.dispatches)
-    )
+    return _next(state, now, dispatches=tuple(d for d in state.dispatches if d is not live))
 
 
 def record_run(

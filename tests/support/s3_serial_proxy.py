@@ -140,7 +140,7 @@ def _handler_for(proxy: SerialProxy) -> type[BaseHTTPRequestHandler]:
 
         def _read_body(self) -> bytes | None:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";", 1)[0].strip(), 16)
                     if size == 0:
@@ -154,7 +154,7 @@ def _handler_for(proxy: SerialProxy) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay  # noqa: N815
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass  # quiet: pytest shows failures, not every request
 
     return Handler

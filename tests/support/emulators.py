@@ -106,7 +106,7 @@ def create_gcs_bucket(emulator_url: str, bucket: str) -> None:
 
     client = storage.Client(
         project="test",
-        credentials=AnonymousCredentials(),
+        credentials=AnonymousCredentials(),  # type: ignore[no-untyped-call]
         client_options={"api_endpoint": emulator_url},
     )
     client.create_bucket(bucket)

@@ -15,8 +15,8 @@ import statistics
 import timeit
 from datetime import UTC, datetime
 
-from governor.config import Policy, parse_policy
-from governor.policy import DecisionInputs, decide
+from governor.decision import DecisionInputs, decide
+from governor.policy import Policy, parse_policy
 from governor.risk import ChangedFile, assess
 from governor.state import new_state
 

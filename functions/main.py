@@ -15,13 +15,15 @@ from typing import Any
 import flask
 import functions_framework
 from governor import __version__
-from governor.config import AppSettings, ConfigError, load_settings
 from governor.events import MAX_BODY_BYTES, InvalidDelivery, parse_delivery
+from governor.flows import delivery as deliveries
+from governor.flows.context import Context
+from governor.flows.results import Duplicate, FlowResult, Ignored, to_json
 from governor.github.api import GitHubApp, RepoApi
 from governor.github.client import RateLimited
 from governor.ledger import Ledger
 from governor.logs import configure_logging
-from governor.service import Governor
+from governor.settings import AppSettings, ConfigError, load_settings
 from governor.store import ObjectStore, WriteContention, open_store
 
 configure_logging()
@@ -62,15 +64,20 @@ class _ConfiguredGitHub:
 
 
 @functools.cache
-def _governor() -> Governor:
+def _context() -> Context:
     settings = _settings()
-    return Governor(
+    return Context(
         settings,
         Ledger(_store()),
         _ConfiguredGitHub(),
         clock=lambda: datetime.now(UTC),
         lease=timedelta(seconds=settings.delivery_lease_s),
     )
+
+
+def _status_of(result: FlowResult) -> int:
+    """200 when there was nothing (more) to do; 202 when the delivery was acted on."""
+    return 200 if isinstance(result, (Ignored, Duplicate)) else 202
 
 
 def _json(
@@ -130,7 +137,7 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
         log.info("ping received", extra=context)
         return _json(200, {"result": "pong", "delivery": delivery.guid})
     try:
-        answer = _governor().handle(delivery)
+        result = deliveries.handle(_context(), delivery)
     except ConfigError as exc:
         return _not_configured(exc)
     except WriteContention as exc:
@@ -151,5 +158,5 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
                 "delivery": delivery.guid,
             },
         )
-    log.info("delivery handled: %s", answer.body.get("result"), extra=context)
-    return _json(answer.status, {**answer.body, "delivery": delivery.guid})
+    log.info("delivery handled: %s", result.kind.value, extra=context)
+    return _json(_status_of(result), {**to_json(result), "delivery": delivery.guid})

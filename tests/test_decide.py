@@ -7,8 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from governor.config import PolicyProblem
-from governor.policy import Outcome, Reason, decide, governor_error
+from governor.decision import Outcome, Reason, decide, governor_error
+from governor.policy import PolicyProblem
 from governor.risk import Risk
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from governor.config import FreezePolicy
 from governor.freeze import freeze_at
+from governor.policy import FreezePolicy
 
 
 def freeze(**raw: object) -> FreezePolicy:

@@ -5,7 +5,7 @@
 2. Random interleavings of concurrent evaluations (gather, then the conditional write that
    re-decides and records the intent) against the real local store, in one process, step
    by step: the rate limit holds in every trailing hour and no dispatch is a rollback.
-3. The same invariants with the real `Governor.evaluate` in 16 processes at once, on the
+3. The same invariants with the real `flows.verification.evaluate` in 16 processes at once, on the
    local store, fake-gcs-server and moto (behind a proxy that makes moto's conditional
    PUTs atomic, as S3's are: tests/support/s3_serial_proxy.py). Only GitHub is faked.
 """
@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from governor.config import POLICY_PATH, ApprovalMode, Policy
+from governor.decision import Reason
 from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
 from governor.ledger import Ledger
-from governor.policy import Reason
+from governor.policy import POLICY_PATH, ApprovalMode, Policy
 from governor.risk import ChangedFile, Comparison
 from governor.state import (
     RATE_WINDOW,
@@ -299,7 +299,7 @@ class Evaluation:
 
 
 def gather(ledger: Ledger, policy: Policy, evaluation: Evaluation) -> None:
-    """Read the state and gather the facts for it, as `Governor.evaluate` and `_gather` do."""
+    """Read the state and gather the facts for it, as the verification flow's read wave does."""
     state = ledger.read_state(REPO_ID, REPO)
     evaluation.gathered_on = state
     if state.production_sha == evaluation.sha or state.dispatch_for(evaluation.sha):
@@ -493,7 +493,7 @@ def test_a_decision_not_made_again_on_the_fresh_state_breaks_the_rate_limit(
 
 
 # =========================================================================================
-# 3. Sixteen processes run the real Governor.evaluate at once, on every backend
+# 3. Sixteen processes run the real verification flow at once, on every backend
 # =========================================================================================
 
 WORKERS = 16
@@ -662,8 +662,10 @@ def test_conditional_puts_through_the_proxy_never_lose_an_update(
 def test_a_dispatch_that_never_started_is_decided_again_not_repeated(tmp_path: Path) -> None:
     """An intent whose instance died before dispatching used to be re-dispatched as it
     was, after the lease: an older SHA after a newer one, past the hourly limit."""
-    from governor.config import AppSettings
-    from governor.service import Governor, Repo
+    from governor.flows.context import Context, Repo
+    from governor.flows.results import to_json
+    from governor.flows.verification import evaluate
+    from governor.settings import AppSettings
     from governor.state import deploy_succeeded, record_intent
 
     url = (tmp_path / "store").as_uri()
@@ -674,7 +676,7 @@ def test_a_dispatch_that_never_started_is_decided_again_not_repeated(tmp_path: P
     now = [start]
     api = FakeRepoApi(history, LOW_RISK_POLICY.format(max_per_hour=1), 0, tmp_path / "d.json")
     settings_ = AppSettings(store_url=url, webhook_secret="x" * 32)
-    governor = Governor(settings_, ledger, FakeGitHubPort(api), lambda: now[0])
+    ctx = Context(settings_, ledger, FakeGitHubPort(api), lambda: now[0])
     repo = Repo(1, "octo/app", "main", 1, api)  # type: ignore[arg-type]
     ledger.transition(1, "octo/app", lambda s: deploy_succeeded(s, c0, start - timedelta(hours=3)))
     ledger.transition(
@@ -684,9 +686,11 @@ def test_a_dispatch_that_never_started_is_decided_again_not_repeated(tmp_path: P
     )
 
     now[0] = start + timedelta(minutes=61)  # c1's intent has left the hour: c2 may go
-    assert governor.evaluate(repo, c2, trigger="verified", delivery=None)["decision"] == "ALLOW"
+    assert (
+        to_json(evaluate(ctx, repo, c2, trigger="verified", delivery=None))["decision"] == "ALLOW"
+    )
     now[0] = start + timedelta(minutes=65)  # c1 again, long after its lease
-    again = governor.evaluate(repo, c1, trigger="reconcile", delivery=None)
+    again = to_json(evaluate(ctx, repo, c1, trigger="reconcile", delivery=None))
 
     assert again["reason"] == "superseded", again
     assert [d["sha"] for d in api.dispatched] == [c2]
@@ -697,8 +701,10 @@ def test_a_dispatch_that_never_started_is_decided_again_not_repeated(tmp_path: P
 def test_a_dispatch_that_never_started_goes_again_when_the_gate_allows_it(
     tmp_path: Path,
 ) -> None:
-    from governor.config import AppSettings
-    from governor.service import Governor, Repo
+    from governor.flows.context import Context, Repo
+    from governor.flows.results import to_json
+    from governor.flows.verification import evaluate
+    from governor.settings import AppSettings
     from governor.state import deploy_succeeded, record_intent
 
     url = (tmp_path / "store").as_uri()
@@ -709,7 +715,7 @@ def test_a_dispatch_that_never_started_goes_again_when_the_gate_allows_it(
     api = FakeRepoApi(history, LOW_RISK_POLICY.format(max_per_hour=1), 0, tmp_path / "d.json")
     settings_ = AppSettings(store_url=url, webhook_secret="x" * 32)
     later = start + timedelta(minutes=5)
-    governor = Governor(settings_, ledger, FakeGitHubPort(api), lambda: later)
+    ctx = Context(settings_, ledger, FakeGitHubPort(api), lambda: later)
     repo = Repo(1, "octo/app", "main", 1, api)  # type: ignore[arg-type]
     ledger.transition(1, "octo/app", lambda s: deploy_succeeded(s, c0, start - timedelta(hours=3)))
     ledger.transition(
@@ -718,7 +724,7 @@ def test_a_dispatch_that_never_started_goes_again_when_the_gate_allows_it(
         lambda s: record_intent(s, c1, "died", start, workflow="deploy.yml", ref="main"),
     )
 
-    again = governor.evaluate(repo, c1, trigger="reconcile", delivery=None)
+    again = to_json(evaluate(ctx, repo, c1, trigger="reconcile", delivery=None))
 
     # Its own dead intent does not count against the limit of 1: it is replaced.
     assert again["result"] == "redispatched" and again["decision"] == "ALLOW", again

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from governor.config import Permission
 from governor.github.api import COMPARE_FILE_LIMIT, GitHubApp, RepoApi
 from governor.github.client import GitHubClient, GitHubUnavailable, OutcomeUnknown, RateLimited
+from governor.policy import Permission
 
 from tests.support.fake_github import FakeGitHub, FakeRepo
 from tests.support.keys import rsa_key_pair

@@ -5,16 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from governor.config import (
+from governor.policy import (
     DEFAULT_HIGH_RISK_PATHS,
     ApprovalMode,
-    ConfigError,
     Permission,
     Policy,
     PolicyProblem,
-    load_settings,
     parse_policy,
 )
+from governor.settings import ConfigError, load_settings
 
 
 def problem(text: str) -> PolicyProblem:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from governor.config import POLICY_PATH
+from governor.policy import POLICY_PATH
 from governor.risk import ChangedFile, Risk, assess, paths_of
 
 from tests.support.decisions import policy

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from governor.config import AppSettings
+from governor.settings import AppSettings
 from governor.store import (
     ABSENT,
     DEFAULT_WRITE_TIMEOUT_S,
@@ -28,6 +28,11 @@ from governor.store.local import LOCK_NAME, TEMP_PREFIX, LocalStore
 from tests.support import workers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+GENEROUS_S = 30.0
+"""Upper bound of every "it did not wait (longer than its bound)" below: many times what
+it takes on an idle machine, so a loaded 2-core machine cannot fail it, and still far
+below what waiting for the lock holder would take (it holds the lock for 600 s)."""
 
 _HOLD_LOCK = """
 import fcntl, os, sys, time
@@ -119,7 +124,8 @@ def test_readers_do_not_wait_for_a_writer(root: Path) -> None:
             assert store.get(f"k/{i}.json") is not None
         assert len(store.list("k/")) == 100
         elapsed = time.monotonic() - started
-    assert elapsed < 1.0
+    # A reader that waited for the writer would wait as long as the holder holds (600 s).
+    assert elapsed <= GENEROUS_S
 
 
 def test_a_blocked_write_fails_within_its_bound_with_an_actionable_message(
@@ -140,7 +146,10 @@ def test_a_blocked_write_fails_within_its_bound_with_an_actionable_message(
         with pytest.raises(WriteContention):
             update(store, "k.json", lambda old: b"after")
 
-    assert 2.0 <= elapsed <= 5.0
+    # The lower bound is the point: the write really waited for its whole bound (2 s)
+    # before giving up. The upper bound only says it gave up rather than waiting for the
+    # holder; generous, so that a loaded machine cannot fail it.
+    assert 2.0 <= elapsed <= GENEROUS_S
     message = str(info.value)
     assert "another governor write is in progress" in message
     assert "retry" in message and "GOVERNOR_WRITE_TIMEOUT_S" in message
@@ -198,10 +207,13 @@ def test_a_writer_killed_mid_write_leaves_the_old_object_and_blocks_nobody(
     assert (current.data, current.generation) == (b'{"v": "old"}', old_generation)
     assert store.list() == [key], "the stray temp file must not show up as a key"
 
+    # The dead writer's lock went with it: the next writer does not wait it out (a lock
+    # still held would end this put in WriteContention). The bound is generous, so a
+    # loaded machine cannot fail it.
     next_writer = open_store(url)
     started = time.monotonic()
     next_writer.put(key, b'{"v": "next"}', if_generation_match=old_generation)
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started <= GENEROUS_S
     assert temp_files(root) == [], "the stray temp file is cleaned by the next writer"
     with pytest.raises(PreconditionFailed):
         next_writer.put(key, b"stale", if_generation_match=old_generation)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from governor.config import ConfigError, Policy, PolicyProblem, load_settings, parse_policy
 from governor.events import (
     Delivery,
     DeploymentProtectionRuleRequested,
@@ -20,6 +19,8 @@ from governor.events import (
     signature_for,
 )
 from governor.ledger import DecisionRecord, DeliveryRecord, Ledger
+from governor.policy import Policy, PolicyProblem, parse_policy
+from governor.settings import ConfigError, load_settings
 from governor.state import SCHEMA_VERSION, ReleaseState, deploy_succeeded
 from governor.store import ABSENT, open_store
 

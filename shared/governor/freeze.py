@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
-from governor.config import FreezePolicy, WeeklyWindow
+from governor.policy import FreezePolicy, WeeklyWindow
 
 _DAY_MINUTES: Final = 24 * 60
 _MAX_CHAIN: Final = 64  # adjoining windows followed to find the real end; a week has fewer

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
 
-from governor.config import Policy, PolicyProblem
-from governor.policy import Decision, DecisionInputs, Outcome, decide
+from governor.decision import Decision, DecisionInputs, Outcome, decide
+from governor.policy import Policy, PolicyProblem
 from governor.risk import Comparison, Risk, RiskAssessment, assess
 from governor.state import ReleaseState
 

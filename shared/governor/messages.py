@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Final
 
-from governor.config import ApprovalMode, Mode, Policy, PolicyProblem
-from governor.policy import Decision, Outcome, Reason
+from governor.decision import Decision, Outcome, Reason
+from governor.policy import ApprovalMode, Mode, Policy, PolicyProblem
 
 STATUS_LIMIT: Final = 140
 """GitHub refuses a commit status description longer than 140 characters."""

@@ -1,181 +1,314 @@
-"""The decision: a pure function from values to a Decision. No clock, network or store.
+"""A repository's release policy (`.github/release-governor.yml`) as a strict model.
 
-Rules are tried in the order of the table in docs/reasons.md; the first that matches
-decides. Reason codes are API: they appear in statuses, records and the CLI.
+An unknown key is an error that names the key. A policy problem is returned as a value
+(`PolicyProblem`), never raised to the caller, because a bad policy file is something a
+user pushes and the governor must answer with a HOLD that says which key to fix.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+import functools
+import re
+from datetime import datetime
 from enum import StrEnum
+from typing import Annotated, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from governor.config import ApprovalMode, Policy, PolicyProblem
-from governor.freeze import Freeze, freeze_at
-from governor.risk import Risk, RiskAssessment
-from governor.state import RATE_WINDOW, Approval, ReleaseState
+import pathspec
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-
-class Outcome(StrEnum):
-    ALLOW = "ALLOW"
-    HOLD = "HOLD"
-    IGNORE = "IGNORE"
-
-
-class Reason(StrEnum):
-    DISABLED = "disabled"
-    POLICY_INVALID = "policy_invalid"
-    DEPLOY_NOT_CONFIGURED = "deploy_not_configured"
-    SUPERSEDED = "superseded"
-    FREEZE_WINDOW = "freeze_window"
-    FIRST_DEPLOY_REQUIRED = "first_deploy_required"
-    DEGRADED_HIGH_RISK = "degraded_high_risk"
-    COOLDOWN = "cooldown"
-    RATE_LIMIT = "rate_limit"
-    ALLOW_LOW = "allow_low"
-    DEGRADED_MEDIUM_HOLD = "degraded_medium_hold"
-    ALLOW_MEDIUM = "allow_medium"
-    ALLOW_HIGH_APPROVED = "allow_high_approved"
-    ALLOW_HIGH_ENVIRONMENT = "allow_high_environment"
-    HIGH_RISK_NO_APPROVAL = "high_risk_no_approval"
-    RISK_UNKNOWN = "risk_unknown"
-    GOVERNOR_ERROR = "governor_error"
-    NOT_GOVERNOR_RUN = "not_governor_run"
-    """Protection rule: the run asking to deploy is not a deploy the governor dispatched."""
+POLICY_PATH: Final = ".github/release-governor.yml"
+REMOVED_POLICY_KEYS: Final = {
+    "default_branch": "default_branch was removed; the governor uses the repository's default "
+    "branch from GitHub's settings",
+}
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionInputs:
-    sha: str
-    policy: Policy | PolicyProblem | None
-    """None: the repository has no policy file, so it has not opted in."""
-    state: ReleaseState
-    risk: RiskAssessment
-    degraded: bool
-    approvals: tuple[Approval, ...]
-    """Approvals recorded for this SHA by users who were allowed to give them."""
-    now: datetime
-    superseded_by: str | None = None
-    """A SHA already allowed or deployed that contains this one (from GitHub's compare)."""
+class Mode(StrEnum):
+    ENFORCE = "enforce"
+    """Dispatch on ALLOW, post failing statuses on HOLD."""
+    SHADOW = "shadow"
+    """Decide and record, post neutral statuses, dispatch nothing: for trying a policy out."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    outcome: Outcome
-    reason: Reason
-    risk: Risk | None
-    detail: str
-    until: datetime | None = None
-    """For holds that end by themselves (freeze, cooldown, rate limit): when they end."""
-    awaiting_environment_approval: bool = False
+DEFAULT_HIGH_RISK_PATHS: Final = (
+    ".github/workflows/**",
+    ".github/actions/**",
+    "infra/**",
+    "terraform/**",
+    "*.tf",
+    "**/migrations/**",
+    "**/migrate/**",
+    "**/auth/**",
+    "**/security/**",
+    "package-lock.json",
+    "yarn.lock",
+    "pnpm-lock.yaml",
+    "poetry.lock",
+    "Pipfile.lock",
+    "uv.lock",
+    "Cargo.lock",
+    "go.sum",
+    "Gemfile.lock",
+    "composer.lock",
+)
+DEFAULT_MEDIUM_RISK_PATHS: Final = (
+    "package.json",
+    "requirements*.txt",
+    "pyproject.toml",
+    "setup.py",
+    "setup.cfg",
+    "Pipfile",
+    "go.mod",
+    "Cargo.toml",
+    "Gemfile",
+    "composer.json",
+    "pom.xml",
+    "*.gradle",
+    "*.gradle.kts",
+    "Dockerfile",
+    "**/Dockerfile",
+    "docker-compose*.yml",
+)
+
+
+class Permission(StrEnum):
+    """Repository permission levels, lowest first (GitHub's role names)."""
+
+    READ = "read"
+    TRIAGE = "triage"
+    WRITE = "write"
+    MAINTAIN = "maintain"
+    ADMIN = "admin"
 
     @property
-    def allowed(self) -> bool:
-        return self.outcome is Outcome.ALLOW
+    def rank(self) -> int:
+        return list(Permission).index(self)
 
 
-def _level(inputs: DecisionInputs) -> Risk:
-    """Unknown risk counts as HIGH, whatever level came with it: fail closed."""
-    return Risk.HIGH if inputs.risk.unknown else inputs.risk.level
+class ApprovalMode(StrEnum):
+    LABEL = "label"
+    COMMENT = "comment"
+    ENVIRONMENT = "environment"
 
 
-def _hold(
-    reason: Reason, inputs: DecisionInputs, detail: str, until: datetime | None = None
-) -> Decision:
-    return Decision(Outcome.HOLD, reason, _level(inputs), detail, until)
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
 
 
-def _allow(reason: Reason, inputs: DecisionInputs, detail: str) -> Decision:
-    return Decision(Outcome.ALLOW, reason, _level(inputs), detail)
+def _check_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:
+    if any(not pattern.strip() for pattern in patterns):
+        raise ValueError("empty pattern")
+    try:
+        pathspec.GitIgnoreSpec.from_lines(patterns)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a valid gitignore pattern: {exc}") from None
+    return patterns
 
 
-def governor_error(detail: str) -> Decision:
-    """The fail-closed HOLD for anything unexpected; reconcile evaluates the SHA again."""
-    return Decision(Outcome.HOLD, Reason.GOVERNOR_ERROR, None, detail)
+PathPatterns = Annotated[tuple[str, ...], AfterValidator(_check_patterns)]
 
 
-def _freeze(policy: Policy, state: ReleaseState, now: datetime) -> Freeze | None:
-    emergency = state.emergency_freeze
-    if emergency is not None and (emergency.until is None or now < emergency.until):
-        return Freeze(
-            reason=f"emergency freeze by {emergency.by}: {emergency.reason}", until=emergency.until
-        )
-    return freeze_at(policy.freeze, now)
+class ApprovalPolicy(_Strict):
+    mode: ApprovalMode = ApprovalMode.LABEL
+    label: str = Field(default="deploy-approved", min_length=1)
+    command: str = Field(default="/approve-deploy", min_length=2, pattern=r"^/\S+$")
+    min_permission: Permission = Permission.MAINTAIN
+    allow_author: bool = False
 
 
-def _cooldown_until(policy: Policy, inputs: DecisionInputs) -> datetime | None:
-    failure = inputs.state.failures.get(inputs.sha)
-    if failure is None:
+class DegradedPolicy(_Strict):
+    issue_label: str | None = Field(
+        default="production-degraded",
+        min_length=1,
+        description="Production counts as degraded while an open issue has this label.",
+    )
+    manual: bool = Field(
+        default=False, description="Declare production degraded by hand, in the policy."
+    )
+
+
+_DAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_CLOCK_START = r"^([01]\d|2[0-3]):[0-5]\d$"
+_CLOCK_END = r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$"
+
+
+def _clock_text(value: object) -> object:
+    """YAML 1.1 reads an unquoted 16:00 as the base-60 number 960: turn it back into 16:00."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 24 * 60:
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
+Clock = Annotated[str, BeforeValidator(_clock_text)]
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+class WeeklyWindow(_Strict):
+    """A deny window every week, in the policy's time zone; `end` before `start` spans midnight."""
+
+    days: tuple[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], ...] = Field(min_length=1)
+    start: Clock = Field(pattern=_CLOCK_START, description="HH:MM, local time")
+    end: Clock = Field(pattern=_CLOCK_END, description="HH:MM local time, 24:00 for midnight")
+    reason: str = Field(default="weekly freeze", min_length=1)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> WeeklyWindow:
+        if self.start == self.end:
+            raise ValueError("start and end are equal: the window would be empty")
+        return self
+
+    @property
+    def weekdays(self) -> frozenset[int]:
+        return frozenset(_DAYS.index(day) for day in self.days)
+
+    @property
+    def start_minute(self) -> int:
+        return _minutes(self.start)
+
+    @property
+    def end_minute(self) -> int:
+        return _minutes(self.end)
+
+
+class FreezeRange(_Strict):
+    """A one-off freeze, e.g. a holiday or an event. Times need a UTC offset."""
+
+    start: datetime
+    end: datetime
+    reason: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _ordered_and_aware(self) -> FreezeRange:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("start and end need a UTC offset, e.g. 2026-12-24T00:00:00+01:00")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+class FreezePolicy(_Strict):
+    timezone: str = "UTC"
+    weekly: tuple[WeeklyWindow, ...] = ()
+    ranges: tuple[FreezeRange, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Berlin)") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Policy(_Strict):
+    """A repository's release policy. Every key is optional; see docs/policy.md."""
+
+    enabled: bool = True
+    verification_workflow: str = Field(
+        default="verify-main.yml",
+        min_length=1,
+        description="Workflow name, or file name / path under .github/workflows.",
+    )
+    deploy_workflow: str | None = Field(default=None, description="File name, e.g. deploy.yml.")
+    deploy_ref: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Branch to dispatch on (default: the repository's default branch).",
+    )
+    high_risk_paths: PathPatterns = DEFAULT_HIGH_RISK_PATHS
+    medium_risk_paths: PathPatterns = DEFAULT_MEDIUM_RISK_PATHS
+    cooldown_minutes: int = Field(default=30, ge=0, le=7 * 24 * 60)
+    max_deploys_per_hour: int = Field(default=6, ge=1, le=1000)
+    approval: ApprovalPolicy = ApprovalPolicy()
+    require_approval_for_first_deploy: bool = False
+    degraded: DegradedPolicy = DegradedPolicy()
+    freeze: FreezePolicy = FreezePolicy()
+    mode: Mode | None = None
+
+    @field_validator("deploy_workflow")
+    @classmethod
+    def _workflow_file(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[\w.-]+\.ya?ml", value):
+            raise ValueError("must be a workflow file name such as deploy.yml")
+        return value
+
+    @field_validator("deploy_ref")
+    @classmethod
+    def _branch_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        branch = value.removeprefix("refs/heads/")
+        if branch.startswith("refs/") or not re.fullmatch(r"[\w./-]+", branch) or ".." in branch:
+            raise ValueError("must be a branch name such as main (not a tag, SHA or other ref)")
+        return branch
+
+    @functools.cached_property
+    def high_risk_spec(self) -> pathspec.GitIgnoreSpec:
+        return pathspec.GitIgnoreSpec.from_lines(self.high_risk_paths)
+
+    @functools.cached_property
+    def medium_risk_spec(self) -> pathspec.GitIgnoreSpec:
+        return pathspec.GitIgnoreSpec.from_lines(self.medium_risk_paths)
+
+
+class PolicyProblem(_Strict):
+    """Why a policy file cannot be used: which key, and what is wrong with it."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{POLICY_PATH}: {self.key}: {self.message}"
+
+
+def parse_policy(text: str | None) -> Policy | PolicyProblem | None:
+    """The policy in `text`, a PolicyProblem saying what to fix, or None if there is no file.
+
+    No file means the repository has not opted in: the governor leaves it alone.
+    """
+    if text is None:
         return None
-    until = failure.last_at + timedelta(minutes=policy.cooldown_minutes)
-    return until if inputs.now < until else None
-
-
-def _rate_limit_until(policy: Policy, inputs: DecisionInputs) -> datetime | None:
-    recent = inputs.state.dispatches_since(inputs.now - RATE_WINDOW)
-    if len(recent) < policy.max_deploys_per_hour:
-        return None
-    # Free again when enough of them have left the trailing hour.
-    oldest_first = sorted(d.at for d in recent)
-    return oldest_first[len(recent) - policy.max_deploys_per_hour] + RATE_WINDOW
-
-
-def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one branch per rule)
-    policy, now = inputs.policy, inputs.now
-    level = _level(inputs)
-    if policy is None or (isinstance(policy, Policy) and not policy.enabled):
-        return Decision(
-            Outcome.IGNORE, Reason.DISABLED, None, "the governor is off for this repository"
-        )
-    if isinstance(policy, PolicyProblem):
-        return Decision(Outcome.HOLD, Reason.POLICY_INVALID, None, str(policy))
-    if policy.deploy_workflow is None:
-        return _hold(Reason.DEPLOY_NOT_CONFIGURED, inputs, "the policy names no deploy_workflow")
-    if inputs.superseded_by is not None:
-        return _hold(
-            Reason.SUPERSEDED, inputs, f"{inputs.superseded_by[:7]} is newer and already allowed"
-        )
-    freeze = _freeze(policy, inputs.state, now)
-    if freeze is not None:
-        return _hold(Reason.FREEZE_WINDOW, inputs, freeze.reason, freeze.until)
-    approvals = tuple(a for a in inputs.approvals if a.sha == inputs.sha)  # per SHA, never wider
-    approved = bool(approvals)
-    if (
-        inputs.state.production_sha is None
-        and policy.require_approval_for_first_deploy
-        and not approved
-    ):
-        return _hold(Reason.FIRST_DEPLOY_REQUIRED, inputs, "the first deploy needs an approval")
-    if inputs.degraded and level is Risk.HIGH:
-        return _hold(
-            Reason.DEGRADED_HIGH_RISK, inputs, "production is degraded and the risk is HIGH"
-        )
-    cooldown_until = _cooldown_until(policy, inputs)
-    if cooldown_until is not None:
-        return _hold(Reason.COOLDOWN, inputs, "this SHA failed to deploy recently", cooldown_until)
-    rate_until = _rate_limit_until(policy, inputs)
-    if rate_until is not None:
-        recent = len(inputs.state.dispatches_since(now - RATE_WINDOW))
-        limit = policy.max_deploys_per_hour
-        detail = f"{recent} deploys in the last hour, the limit is {limit}"
-        return _hold(Reason.RATE_LIMIT, inputs, detail, rate_until)
-    if level is Risk.LOW:
-        return _allow(Reason.ALLOW_LOW, inputs, "low-risk change")
-    if level is Risk.MEDIUM:
-        if inputs.degraded:
-            return _hold(Reason.DEGRADED_MEDIUM_HOLD, inputs, "production is degraded")
-        return _allow(Reason.ALLOW_MEDIUM, inputs, "medium-risk change")
-    if approved:
-        by = ", ".join(sorted({a.by for a in approvals}))
-        return _allow(Reason.ALLOW_HIGH_APPROVED, inputs, f"high-risk change approved by {by}")
-    if policy.approval.mode is ApprovalMode.ENVIRONMENT:
-        return Decision(
-            Outcome.ALLOW,
-            Reason.ALLOW_HIGH_ENVIRONMENT,
-            level,
-            "high-risk change: the deploy waits for the environment's reviewers",
-            awaiting_environment_approval=True,
-        )
-    if inputs.risk.unknown:
-        return _hold(Reason.RISK_UNKNOWN, inputs, "the changed files could not all be seen")
-    return _hold(Reason.HIGH_RISK_NO_APPROVAL, inputs, "high-risk change needs an approval")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f"line {where.line + 1}" if where is not None else "(file)"
+        return PolicyProblem(key=line, message=f"not valid YAML: {getattr(exc, 'problem', exc)}")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return PolicyProblem(key="(file)", message="must be a mapping of keys to values")
+    try:
+        return Policy.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(part) for part in first["loc"]) or "(file)"
+        message = first["msg"]
+        if first["type"] == "extra_forbidden":
+            removed = REMOVED_POLICY_KEYS.get(key)
+            message = (
+                f"unknown key: {removed}"
+                if removed
+                else "unknown key (see docs/policy.md for the keys)"
+            )
+        return PolicyProblem(key=key, message=message)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from governor.config import POLICY_PATH, Policy
+from governor.policy import POLICY_PATH, Policy
 
 
 class Risk(StrEnum):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from governor.config import Policy, parse_policy
-from governor.policy import DecisionInputs
+from governor.decision import DecisionInputs
+from governor.policy import Policy, parse_policy
 from governor.risk import Risk, RiskAssessment
 from governor.state import Approval, Dispatch, EmergencyFreeze, Failure, ReleaseState
 

@@ -21,10 +21,12 @@ from multiprocessing.synchronize import Barrier, Event
 from pathlib import Path
 from typing import Any
 
-from governor.config import AppSettings
+from governor.flows.context import Context, Repo
+from governor.flows.results import to_json
+from governor.flows.verification import evaluate
 from governor.gate import StaleFacts
 from governor.ledger import Ledger
-from governor.service import Governor, Repo
+from governor.settings import AppSettings
 from governor.state import ReleaseState
 from governor.store import open_store
 
@@ -94,11 +96,11 @@ def evaluate_sha(
             on_gather=lambda: gathered.wait(BARRIER_TIMEOUT_S),
         )
         settings = AppSettings(store_url=url, webhook_secret="x" * 32)
-        governor = Governor(settings, ledger, FakeGitHubPort(api), lambda: now)
+        ctx = Context(settings, ledger, FakeGitHubPort(api), lambda: now)
         repo = Repo(REPO_ID, REPO_NAME, DEFAULT_BRANCH, INSTALLATION_ID, api)  # type: ignore[arg-type]
         start.wait()
         ready.wait(BARRIER_TIMEOUT_S)
-        outcome = governor.evaluate(repo, sha, trigger="verified", delivery=None)
+        outcome = to_json(evaluate(ctx, repo, sha, trigger="verified", delivery=None))
         results.put(
             (
                 "ok",

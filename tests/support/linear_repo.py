@@ -7,11 +7,11 @@ not list it), every commit carrying the same policy file. Only GitHub is stood i
 - `LinearHistory.compare(base, head)` answers what GitHub's compare BASE...HEAD does on
   such a history: "ahead" if head descends from base (with the files of the commits in
   between), "behind" if head is an ancestor of base, "identical" if they are the same.
-- `facts_for` builds the gate's Facts for one SHA on one release state the way
-  `Governor._gather` does: a compare against every base `gate.bases_needed` names, the
-  SHA's own change when nothing is in production yet, the policy at the SHA.
+- `facts_for` builds the gate's Facts for one SHA on one release state the way the
+  verification flow's read wave does: a compare against every base `gate.bases_needed`
+  names, the SHA's own change when nothing is in production yet, the policy at the SHA.
 - `FakeRepoApi` / `FakeGitHubPort` implement the part of `RepoApi` / `GitHubPort` that
-  `Governor.evaluate` calls, for the worker processes that run the real service.
+  `flows.verification.evaluate` calls, for the worker processes that run the real flow.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from governor.config import POLICY_PATH, Policy, parse_policy
 from governor.gate import Facts, bases_needed
 from governor.github.api import DispatchResult
+from governor.policy import POLICY_PATH, Policy, parse_policy
 from governor.risk import ChangedFile, Comparison
 from governor.state import ReleaseState
 
@@ -88,7 +88,7 @@ class LinearHistory:
 def facts_for(
     history: LinearHistory, state: ReleaseState, sha: str, policy: Policy, now: datetime
 ) -> Facts:
-    """The Facts `Governor._gather` would gather for `sha` on `state` (same policy everywhere)."""
+    """The Facts the verification flow gathers for `sha` on `state` (one policy everywhere)."""
     production = state.production_sha
     return Facts(
         sha=sha,
@@ -105,12 +105,12 @@ def facts_for(
 
 @dataclass
 class FakeRepoApi:
-    """What `Governor.evaluate` calls on `RepoApi`, answered from a LinearHistory.
+    """What `flows.verification.evaluate` calls on `RepoApi`, answered from a LinearHistory.
 
     `dispatch` appends to `dispatch_log` (a JSON list, rewritten whole each time, so a
     test can read what was dispatched even if the process died later) and answers with a
     run id unique to this worker. `on_gather` is called on the first lookup of open
-    issues, which `Governor._gather` makes after reading the state and before committing
+    issues, which the read wave makes after reading the state and before committing
     its decision: the workers use it as a barrier.
     """
 

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import quote
 
-from governor.config import Permission
 from governor.github.auth import InstallationToken, TokenCache, app_jwt
 from governor.github.client import GitHubClient, GitHubError, NotFound
+from governor.policy import Permission
 from governor.risk import ChangedFile, Comparison
 
 COMPARE_FILE_LIMIT: Final = 300

@@ -1,0 +1,108 @@
+"""An approval (the trusted policy's label on a pull request, or its comment command):
+record it for the held SHAs of that pull request, then evaluate them again.
+
+    gather  the state, the trusted policy, the approver's permission, the PR's SHAs
+    plan    whether this person may approve under the trusted rules
+    act     record the approval per SHA, then the verification flow for each
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from governor import state as transitions
+from governor.events import IssueCommentCreated, PullRequestLabeled
+from governor.flows import verification
+from governor.flows.context import Context, Repo, read_trusted
+from governor.flows.results import Approved, Evaluated, Ignored
+from governor.policy import ApprovalMode, Policy
+from governor.state import Approval, ReleaseState
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    """An approval as asked for: on which pull request, by whom, through which route."""
+
+    pull_number: int
+    author: str
+    approver: str
+    via: Literal["label", "comment"]
+    merge_commit_sha: str | None
+
+
+def on_label(
+    ctx: Context, repo: Repo, event: PullRequestLabeled, delivery: str
+) -> Approved | Ignored:
+    state = ctx.ledger.read_state(repo.id, repo.full_name)
+    policy = read_trusted(repo, state.production_sha).governing
+    if policy is None or policy.approval.mode is ApprovalMode.COMMENT:
+        return Ignored("labels are not how this repository approves")
+    if event.label.name != policy.approval.label:
+        return Ignored(f"label '{event.label.name}' is not an approval")
+    pull = event.pull_request
+    request = _Request(
+        pull.number, pull.user.login, event.sender.login, "label", pull.merge_commit_sha
+    )
+    return _approve(ctx, repo, policy, request, delivery=delivery, state=state)
+
+
+def on_comment(
+    ctx: Context, repo: Repo, event: IssueCommentCreated, delivery: str
+) -> Approved | Ignored:
+    if event.issue.pull_request is None:
+        return Ignored("comment is not on a pull request")
+    words = event.comment.body.split()
+    if not words or not words[0].startswith("/"):
+        return Ignored("comment is not a command")
+    state = ctx.ledger.read_state(repo.id, repo.full_name)
+    policy = read_trusted(repo, state.production_sha).governing
+    if policy is None or policy.approval.mode is ApprovalMode.LABEL:
+        return Ignored("comments are not how this repository approves")
+    if words[0] != policy.approval.command:
+        return Ignored(f"'{words[0]}' is not the approval command")
+    request = _Request(
+        event.issue.number, event.issue.user.login, event.comment.user.login, "comment", None
+    )
+    return _approve(ctx, repo, policy, request, delivery=delivery, state=state)
+
+
+def _approve(
+    ctx: Context,
+    repo: Repo,
+    policy: Policy,
+    request: _Request,
+    *,
+    delivery: str,
+    state: ReleaseState,
+) -> Approved | Ignored:
+    """Record an approval allowed by the trusted rules, then evaluate the SHA again."""
+    approver = request.approver
+    if approver == request.author and not policy.approval.allow_author:
+        return Ignored(f"{approver} wrote the pull request and may not approve it")
+    permission = repo.api.permission(approver)
+    needed = policy.approval.min_permission
+    if permission is None or permission.rank < needed.rank:
+        return Ignored(f"{approver} has {permission or 'no'} permission, needs {needed}")
+    held = [sha for sha in state.holds if sha == request.merge_commit_sha] or [
+        sha
+        for sha in state.holds
+        if any(p.get("number") == request.pull_number for p in repo.api.pulls_for_commit(sha))
+    ]
+    if not held:
+        return Ignored(f"no held SHA belongs to pull request #{request.pull_number}")
+    evaluations: dict[str, Evaluated | Ignored] = {}
+    for sha in held:
+        now = ctx.clock()
+        approval = Approval(sha=sha, by=approver, at=now, via=request.via)
+        ctx.ledger.transition(repo.id, repo.full_name, _recorded(approval, now))
+        evaluations[sha] = verification.evaluate(
+            ctx, repo, sha, trigger=f"approval:{request.via}", delivery=delivery
+        )
+    return Approved(approver, evaluations)
+
+
+def _recorded(approval: Approval, now: datetime) -> Callable[[ReleaseState], ReleaseState]:
+    return lambda state: transitions.approval_recorded(state, approval, now)

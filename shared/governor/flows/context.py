@@ -1,0 +1,150 @@
+"""What every flow shares: settings, the ledger, the GitHub port, the clock; the repository
+an event is about; the read wave; the trusted policy; statuses and decision links."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final, Protocol, TypeVar
+from urllib.parse import urlencode
+
+from governor import messages
+from governor.decision import Decision
+from governor.github.api import RepoApi
+from governor.ledger import Ledger
+from governor.policy import POLICY_PATH, Mode, Policy, PolicyProblem, parse_policy
+from governor.settings import AppSettings
+
+T = TypeVar("T")
+WAVE_WIDTH: Final = 8
+"""Reads of one wave in flight at once: one round trip for everything a flow needs."""
+
+MaybePolicy = Policy | PolicyProblem | None
+
+
+class GitHubPort(Protocol):
+    def repo(self, installation_id: int, full_name: str) -> RepoApi: ...
+
+    def bot_login(self) -> str:
+        """The App's own bot user (`<slug>[bot]`): the triggering actor of its dispatches."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    settings: AppSettings
+    ledger: Ledger
+    github: GitHubPort
+    clock: Callable[[], datetime]
+    lease: timedelta = timedelta(seconds=120)
+
+
+@dataclass(frozen=True, slots=True)
+class Repo:
+    """The repository an event is about, and how to reach it."""
+
+    id: int
+    full_name: str
+    default_branch: str
+    installation_id: int
+    api: RepoApi
+
+    @property
+    def default_ref(self) -> str:
+        return f"refs/heads/{self.default_branch}"
+
+
+@dataclass(frozen=True, slots=True)
+class Trusted:
+    """The policy that governs, and where it was read."""
+
+    policy: MaybePolicy
+    source: str
+
+    @property
+    def governing(self) -> Policy | None:
+        """The policy, if it governs the repository (present, valid and enabled)."""
+        policy = self.policy
+        return policy if isinstance(policy, Policy) and policy.enabled else None
+
+
+class Wave:
+    """Reads submitted together and answered together: one round trip, not one per read."""
+
+    def __init__(self, pool: ThreadPoolExecutor) -> None:
+        self._pool = pool
+
+    def read(self, call: Callable[..., T], *args: object) -> Future[T]:
+        return self._pool.submit(call, *args)
+
+
+@contextmanager
+def wave() -> Iterator[Wave]:
+    """A read wave; leaving the block waits for every read (errors surface on `result()`)."""
+    with ThreadPoolExecutor(max_workers=WAVE_WIDTH, thread_name_prefix="read-wave") as pool:
+        yield Wave(pool)
+
+
+def choose_trusted(
+    repo: Repo, production_sha: str | None, at_production: str | None, on_default: str | None
+) -> Trusted:
+    """The policy in production; before any deploy, or if production's cannot govern
+    (missing, invalid, disabled, or naming no deploy workflow), the default branch's: a
+    repository must be able to opt in again or mend its policy without a deploy."""
+    if production_sha is not None:
+        policy = parse_policy(at_production)
+        if isinstance(policy, Policy) and policy.enabled and policy.deploy_workflow:
+            return Trusted(policy, f"production {production_sha}")
+    return Trusted(parse_policy(on_default), repo.default_ref)
+
+
+def read_trusted(repo: Repo, production_sha: str | None) -> Trusted:
+    """The trusted policy, both candidate files read in one wave."""
+    with wave() as w:
+        on_default = w.read(repo.api.file_text, POLICY_PATH, repo.default_ref)
+        at_production = (
+            w.read(repo.api.file_text, POLICY_PATH, production_sha) if production_sha else None
+        )
+    return choose_trusted(
+        repo,
+        production_sha,
+        at_production.result() if at_production else None,
+        on_default.result(),
+    )
+
+
+def mode_of(ctx: Context, policy: MaybePolicy) -> Mode:
+    if isinstance(policy, Policy) and policy.mode is not None:
+        return policy.mode
+    return ctx.settings.mode
+
+
+def post_status(
+    ctx: Context, repo: Repo, sha: str, decision: Decision, *, policy: MaybePolicy, mode: Mode
+) -> None:
+    state, description = messages.commit_status(decision, policy, mode)
+    repo.api.create_status(
+        sha,
+        state=state,
+        context=ctx.settings.status_context,
+        description=description,
+        target_url=decision_link(ctx.settings, repo.id, sha),
+    )
+
+
+def decision_link(settings: AppSettings, repo_id: int, sha: str) -> str | None:
+    """A signed link to the decision page; unsigned access is refused there."""
+    if not settings.public_url or settings.link_secret is None:
+        return None
+    signature = link_signature(settings.link_secret.get_secret_value(), repo_id, sha)
+    query = urlencode({"repo": repo_id, "sha": sha, "sig": signature})
+    return f"{settings.public_url.rstrip('/')}/?{query}"
+
+
+def link_signature(secret: str, repo_id: int, sha: str) -> str:
+    return hmac.new(secret.encode(), f"{repo_id}:{sha}".encode(), hashlib.sha256).hexdigest()[:32]

@@ -1,0 +1,111 @@
+"""The at-most-once core: a dispatch intent is recorded before the dispatch, the run id
+after it, and a run is only ever taken for the governor's own when it provably is
+(`governor.deploy_runs`). Whoever finds an intent without a run looks for the run
+before anything is dispatched again."""
+
+from __future__ import annotations
+
+from governor import state as transitions
+from governor.deploy_runs import RunInfo, find_dispatched_run, is_dispatched_run
+from governor.flows.context import Context, Repo, read_trusted
+from governor.flows.results import Evaluated, Kind
+from governor.github.client import OutcomeUnknown
+from governor.policy import Policy
+from governor.state import Dispatch, ReleaseState
+
+
+def target(repo: Repo, dispatch: Dispatch, policy: Policy | None) -> tuple[str, str]:
+    """The workflow and branch of a dispatch: as recorded, else the trusted policy's."""
+    workflow = dispatch.workflow or (policy.deploy_workflow if policy else None)
+    branch = dispatch.ref or (policy.deploy_ref if policy else None) or repo.default_branch
+    if workflow is None:
+        raise LookupError(f"no deploy workflow known for the dispatch of {dispatch.sha}")
+    return workflow, branch
+
+
+def send(ctx: Context, repo: Repo, live: Dispatch, policy: Policy | None = None) -> str:
+    """Dispatch the deploy workflow for `live.sha` and record the run; say what happened."""
+    workflow, branch = target(repo, live, policy)
+    inputs = {"sha": live.sha}
+    try:
+        result = repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
+    except OutcomeUnknown:
+        # The dispatch may have happened: look for its run before trying once more. If
+        # that second try is unclear too, the error ends this delivery; whoever finds the
+        # intent later looks for the run again before deciding again.
+        found = find_run(ctx, repo, live, policy)
+        if found is not None:
+            record_run(ctx, repo, live, found.id, found.html_url)
+            return f"dispatched, run {found.id} found after an unclear answer"
+        result = repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
+    run_id, run_url = result.run_id, result.html_url
+    if run_id is None:  # an older GitHub answers 204 without the run
+        found = find_run(ctx, repo, live, policy)
+        run_id, run_url = (found.id, found.html_url) if found else (None, None)
+    if run_id is not None:
+        record_run(ctx, repo, live, run_id, run_url)
+    return f"dispatched run {run_id}" if run_id else "dispatched"
+
+
+def find_run(ctx: Context, repo: Repo, dispatch: Dispatch, policy: Policy | None) -> RunInfo | None:
+    """The deploy run of `dispatch`, provably the governor's."""
+    workflow, branch = target(repo, dispatch, policy)
+    listed = repo.api.workflow_runs(workflow, event="workflow_dispatch", branch=branch)
+    return find_dispatched_run(
+        (RunInfo.from_json(run) for run in listed),
+        dispatch,
+        workflow=workflow,
+        ref=branch,
+        bot_login=ctx.github.bot_login(),
+    )
+
+
+def record_run(
+    ctx: Context, repo: Repo, dispatch: Dispatch, run_id: int, run_url: str | None
+) -> ReleaseState:
+    now = ctx.clock()
+    return ctx.ledger.transition(
+        repo.id,
+        repo.full_name,
+        lambda s: transitions.record_run(
+            s, dispatch.sha, intent_id=dispatch.intent_id, run_id=run_id, run_url=run_url, now=now
+        ),
+    )
+
+
+def resume(ctx: Context, repo: Repo, policy: Policy | None, live: Dispatch) -> Evaluated | None:
+    """`live.sha` has a dispatch already: what stands, or None if it never started.
+
+    A run-less intent older than the lease whose run cannot be found never reached
+    GitHub (or died there): the caller decides again on the fresh state, so a retry
+    obeys the rate limit and supersession like any dispatch.
+    """
+    sha = live.sha
+    if live.run_id is not None or (live.workflow is None and policy is None):
+        return Evaluated(Kind.ALREADY_DISPATCHED, sha, run_id=live.run_id)
+    if ctx.clock() - live.at < ctx.lease:
+        return Evaluated(Kind.DISPATCH_IN_PROGRESS, sha)
+    found = find_run(ctx, repo, live, policy)
+    if found is not None:
+        record_run(ctx, repo, live, found.id, found.html_url)
+        return Evaluated(Kind.DISPATCH_RECOVERED, sha, run_id=found.id)
+    return None
+
+
+def dispatch_of(ctx: Context, repo: Repo, run: RunInfo, state: ReleaseState) -> Dispatch | None:
+    """The dispatch `run` is the deploy of, if it provably is one of the governor's."""
+    recorded = state.dispatch_of_run(run.id)
+    candidates = [recorded] if recorded else [d for d in state.dispatches if d.run_id is None]
+    if not candidates:
+        return None
+    trusted: Policy | None = None
+    if any(d.workflow is None for d in candidates):  # recorded before schema 2
+        trusted = read_trusted(repo, state.production_sha).governing
+    bot = ctx.github.bot_login()
+    for dispatch in reversed(candidates):
+        if dispatch.workflow is None and trusted is None:
+            continue
+        workflow, branch = target(repo, dispatch, trusted)
+        if is_dispatched_run(run, dispatch, workflow=workflow, ref=branch, bot_login=bot):
+            return dispatch
+    return None

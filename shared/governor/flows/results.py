@@ -1,0 +1,125 @@
+"""What a flow did, as typed values. `functions/main.py` turns them into HTTP answers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from governor.decision import Outcome
+
+
+class Kind(StrEnum):
+    """The `result` of an answer: API, like reason codes."""
+
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    IN_PROGRESS = "in_progress"
+    DECIDED = "decided"
+    REDISPATCHED = "redispatched"
+    IN_PRODUCTION = "in_production"
+    ALREADY_DISPATCHED = "already_dispatched"
+    DISPATCH_IN_PROGRESS = "dispatch_in_progress"
+    DISPATCH_RECOVERED = "dispatch_recovered"
+    DEPLOYED = "deployed"
+    DEPLOY_FAILED = "deploy_failed"
+    DEPLOY_NOT_FAILED = "deploy_not_failed"
+    DUPLICATE_RUN = "duplicate_run"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """Nothing to do with this delivery, and why."""
+
+    why: str
+    kind: Kind = Kind.IGNORED
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """Processed already: what was recorded then."""
+
+    outcome: Mapping[str, Any] | None
+    kind: Kind = Kind.DUPLICATE
+
+
+@dataclass(frozen=True, slots=True)
+class InProgress:
+    """Another instance holds the claim until `until`."""
+
+    until: datetime
+    kind: Kind = Kind.IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """A SHA was evaluated (or found dispatched, deployed, or being dispatched already)."""
+
+    kind: Kind
+    sha: str
+    decision: Outcome | None = None
+    reason: str | None = None
+    dispatch: str | None = None
+    """What the dispatch step did, in words."""
+    run_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeployOutcome:
+    """A deploy run of the governor's completed."""
+
+    kind: Kind
+    sha: str
+    conclusion: str
+    run_id: int
+    issue: int | None = None
+    appended: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Approved:
+    """An approval was recorded and the SHAs it covers were evaluated again."""
+
+    by: str
+    evaluations: Mapping[str, Evaluated | Ignored] = field(default_factory=dict)
+    kind: Kind = Kind.APPROVED
+
+
+@dataclass(frozen=True, slots=True)
+class Reviewed:
+    """The answer given to a deployment protection rule request."""
+
+    approved: bool
+    run_id: int
+    attempt: int
+    sha: str | None
+    reason: str
+    comment: str
+
+    @property
+    def kind(self) -> Kind:
+        return Kind.APPROVED if self.approved else Kind.REJECTED
+
+
+FlowResult = Ignored | Duplicate | InProgress | Evaluated | DeployOutcome | Approved | Reviewed
+
+
+def to_json(result: FlowResult) -> dict[str, Any]:
+    """The result as a JSON object: `result` is the kind; empty fields are left out."""
+    body: dict[str, Any] = {"result": result.kind.value}
+    for name in result.__slots__:
+        value = getattr(result, name)
+        if name in ("kind", "approved") or value is None:
+            continue
+        if isinstance(value, Mapping) and name == "evaluations":
+            value = {sha: to_json(e) for sha, e in value.items()}
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, Outcome):
+            value = value.value
+        body[name] = value
+    return body

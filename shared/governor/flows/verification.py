@@ -1,0 +1,386 @@
+"""Verification succeeded: evaluate the SHA, then dispatch it or hold it.
+
+gather  one read of the state, then one wave of GitHub reads: the trusted policy
+        (production's and the default branch's), the SHA's own policy,
+        reachability, the compares the state calls for, the first deploy's own
+        change, the degraded-production issues
+plan    `governor.gate.judge` under both policies, made again inside the
+        conditional write that records the intent or the hold
+act     dispatch (guarded by the intent), status, evaluation record
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from governor import state as transitions
+from governor.decision import Decision, Outcome, Reason, governor_error
+from governor.deploy_runs import workflow_path
+from governor.events import WorkflowRunCompleted
+from governor.flows import dispatch
+from governor.flows.context import (
+    Context,
+    Repo,
+    Trusted,
+    choose_trusted,
+    mode_of,
+    post_status,
+    read_trusted,
+    wave,
+)
+from governor.flows.results import Evaluated, Ignored, Kind
+from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
+from governor.github.client import RateLimited
+from governor.ledger import Evaluation
+from governor.policy import POLICY_PATH, DegradedPolicy, Mode, Policy, parse_policy
+from governor.risk import Comparison
+from governor.state import ReleaseState
+from governor.store import WriteContention
+from governor.store.envelope import new_token
+
+log = logging.getLogger("governor.flows.verification")
+
+DEFAULT_DEGRADED_LABEL: Final = DegradedPolicy().issue_label
+"""Read in the first wave on speculation: most policies keep the default label."""
+
+
+def on_verification(
+    ctx: Context, repo: Repo, event: WorkflowRunCompleted, delivery: str
+) -> Evaluated | Ignored:
+    run = event.workflow_run
+    why = _not_a_verification(repo, event)
+    if why:
+        return Ignored(why)
+    return evaluate(
+        ctx, repo, run.head_sha, trigger="verified", delivery=delivery, run=(run.name, run.path)
+    )
+
+
+def evaluate(  # noqa: PLR0911  (one return per outcome)
+    ctx: Context,
+    repo: Repo,
+    sha: str,
+    *,
+    trigger: str,
+    delivery: str | None,
+    run: tuple[str | None, str | None] | None = None,
+) -> Evaluated | Ignored:
+    """Decide for `sha` and act on the decision; safe to repeat.
+
+    `run`: the verification run's workflow name and path, checked against the trusted
+    policy's verification workflow (None when an approval or a retry evaluates again).
+    """
+    state = ctx.ledger.read_state(repo.id, repo.full_name)
+    if state.production_sha == sha:
+        return Evaluated(Kind.IN_PRODUCTION, sha)
+    stale_intent: str | None = None
+    live = state.dispatch_for(sha)
+    if live is not None:
+        recorded = None if live.workflow else read_trusted(repo, state.production_sha).governing
+        standing = dispatch.resume(ctx, repo, recorded, live)
+        if standing is not None:
+            return standing
+        stale_intent = live.intent_id  # it never started: decide again, as if never written
+
+    reads = read_wave(repo, sha, state)
+    trusted = reads.trusted(repo)
+    policy = trusted.policy
+    if policy is None or (isinstance(policy, Policy) and not policy.enabled):
+        return Ignored(f"{repo.full_name} is not governed ({trusted.source})")
+    if run is not None and isinstance(policy, Policy):
+        name, path = run
+        if not _workflow_matches(policy.verification_workflow, name, path):
+            return Ignored(f"workflow '{name}' is not '{policy.verification_workflow}'")
+    mode = mode_of(ctx, policy)
+    try:
+        reachable = reads.reachable.result()
+        if not reachable.head_is_ancestor:
+            return Ignored(f"{sha} is not on {repo.default_ref} ({reachable.status})")
+        facts = reads.facts(ctx, repo, sha, trusted)
+        committed = _plan_on_fresh_state(ctx, repo, facts, mode, stale_intent=stale_intent)
+        if committed is None:
+            return _hold_after_churn(ctx, repo, sha, trusted, mode)
+        return _act(
+            ctx,
+            repo,
+            committed,
+            mode,
+            trigger=trigger,
+            delivery=delivery,
+            stale_intent=stale_intent,
+        )
+    except (WriteContention, RateLimited):
+        raise  # transient: nothing decided; the redelivery decides
+    except Exception:
+        if isinstance(policy, Policy):
+            fail_closed(ctx, repo, sha, policy, mode)
+        raise
+
+
+# -- gather ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Reads:
+    """One wave of GitHub reads for one SHA on one state, answered as futures."""
+
+    production_sha: str | None
+    on_default: Future[str | None]
+    at_production: Future[str | None] | None
+    own: Future[str | None]
+    reachable: Future[Comparison]
+    comparisons: dict[str, Future[Comparison]]
+    own_change: Future[Comparison] | None
+    degraded: dict[str, Future[list[dict[str, Any]]]] = field(default_factory=dict)
+
+    def trusted(self, repo: Repo) -> Trusted:
+        at_production = self.at_production.result() if self.at_production else None
+        return choose_trusted(repo, self.production_sha, at_production, self.on_default.result())
+
+    def facts(self, ctx: Context, repo: Repo, sha: str, trusted: Trusted) -> Facts:
+        own = parse_policy(self.own.result())
+        labels = {
+            p.degraded.issue_label
+            for p in (trusted.policy, own)
+            if isinstance(p, Policy) and p.degraded.issue_label is not None
+        }
+        missing = labels - self.degraded.keys()
+        if missing:  # a policy names another label than the one read on speculation
+            with wave() as w:
+                for label in sorted(missing):
+                    self.degraded[label] = w.read(repo.api.open_issues_with_label, label)
+        return Facts(
+            sha=sha,
+            production_sha=self.production_sha,
+            trusted=trusted.policy,
+            trusted_source=trusted.source,
+            own=own,
+            comparisons={base: f.result() for base, f in self.comparisons.items()},
+            own_change=self.own_change.result() if self.own_change else None,
+            degraded_labels=frozenset(label for label in labels if self.degraded[label].result()),
+            now=ctx.clock(),
+        )
+
+
+def read_wave(repo: Repo, sha: str, state: ReleaseState) -> Reads:
+    api, production = repo.api, state.production_sha
+    with wave() as w:
+        reads = Reads(
+            production_sha=production,
+            on_default=w.read(api.file_text, POLICY_PATH, repo.default_ref),
+            at_production=w.read(api.file_text, POLICY_PATH, production) if production else None,
+            own=w.read(api.file_text, POLICY_PATH, sha),
+            reachable=w.read(api.compare, repo.default_ref, sha),
+            comparisons={b: w.read(api.compare, b, sha) for b in sorted(bases_needed(state, sha))},
+            own_change=w.read(api.commit_change, sha) if production is None else None,
+        )
+        if DEFAULT_DEGRADED_LABEL is not None:
+            reads.degraded[DEFAULT_DEGRADED_LABEL] = w.read(
+                api.open_issues_with_label, DEFAULT_DEGRADED_LABEL
+            )
+    return reads
+
+
+# -- plan --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Committed:
+    """What the conditional write that commits a decision saw and did."""
+
+    facts: Facts
+    intent: str
+    verdict: Verdict | None = None
+    state: ReleaseState | None = None
+    kind: Kind = Kind.DECIDED
+    run_id: int | None = None
+
+
+def _plan_on_fresh_state(
+    ctx: Context, repo: Repo, facts: Facts, mode: Mode, *, stale_intent: str | None
+) -> _Committed | None:
+    """Commit the decision; if the state moved on in a way the facts do not cover (another
+    instance, another SHA), gather once more on it. None if it moved on twice."""
+    intent = new_token()
+    try:
+        return _commit(ctx, repo, facts, mode, intent=intent, stale_intent=stale_intent)
+    except StaleFacts as stale:
+        fresh = ctx.ledger.read_state(repo.id, repo.full_name)
+        reads = read_wave(repo, facts.sha, fresh)
+        trusted = reads.trusted(repo)
+        try:
+            fresh_facts = reads.facts(ctx, repo, facts.sha, trusted)
+            return _commit(ctx, repo, fresh_facts, mode, intent=intent, stale_intent=stale_intent)
+        except StaleFacts as again:
+            log.warning("state changed twice while deciding: %s; %s", stale, again)
+            return None
+
+
+def _commit(
+    ctx: Context, repo: Repo, facts: Facts, mode: Mode, *, intent: str, stale_intent: str | None
+) -> _Committed:
+    """Decide again on the state being replaced, and write the decision in the same CAS.
+
+    `stale_intent`: a run-less intent of this SHA that never started a run; it is judged
+    as if it had never been written, and replaced (or dropped) in the same write.
+    """
+    sha, now, policy = facts.sha, facts.now, facts.trusted
+    committed = _Committed(facts, intent)
+
+    def decide_on(state: ReleaseState) -> ReleaseState:
+        committed.verdict, committed.kind, committed.run_id = None, Kind.DECIDED, None
+        if state.production_sha == sha:
+            committed.kind = Kind.IN_PRODUCTION
+            return state
+        if stale_intent is not None:
+            state = transitions.intent_abandoned(state, sha, stale_intent, now)
+        live = state.dispatch_for(sha)
+        if live is not None:
+            committed.kind, committed.run_id = Kind.ALREADY_DISPATCHED, live.run_id
+            return state
+        verdict = judge(facts, state)
+        committed.verdict = verdict
+        decision = verdict.decision
+        if decision.allowed and mode is Mode.ENFORCE:
+            assert isinstance(policy, Policy) and policy.deploy_workflow is not None
+            return transitions.record_intent(
+                state,
+                sha,
+                intent,
+                now,
+                workflow=policy.deploy_workflow,
+                ref=policy.deploy_ref or repo.default_branch,
+            )
+        if decision.reason is Reason.SUPERSEDED:
+            return transitions.superseded(state, sha, now)
+        if decision.outcome is Outcome.HOLD:
+            return transitions.hold_recorded(state, sha, decision.reason.value, decision.until, now)
+        return state
+
+    committed.state = ctx.ledger.transition(repo.id, repo.full_name, decide_on)
+    return committed
+
+
+# -- act ---------------------------------------------------------------------------------
+
+
+def _act(
+    ctx: Context,
+    repo: Repo,
+    committed: _Committed,
+    mode: Mode,
+    *,
+    trigger: str,
+    delivery: str | None,
+    stale_intent: str | None,
+) -> Evaluated | Ignored:
+    facts, verdict = committed.facts, committed.verdict
+    sha = facts.sha
+    if verdict is None:
+        return Evaluated(committed.kind, sha, run_id=committed.run_id)
+    decision = verdict.decision
+    if decision.outcome is Outcome.IGNORE:
+        return Ignored(decision.detail)
+    policy = facts.trusted
+    kind, sent = Kind.DECIDED, None
+    if decision.allowed and mode is Mode.ENFORCE:
+        assert committed.state is not None
+        live = committed.state.dispatch_for(sha)
+        if live is None or live.intent_id != committed.intent:
+            return Evaluated(
+                Kind.DECIDED,
+                sha,
+                decision.outcome,
+                decision.reason.value,
+                dispatch="another instance is dispatching",
+            )
+        sent = dispatch.send(ctx, repo, live)
+        kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
+    post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
+    ctx.ledger.record_evaluation(
+        repo.id,
+        repo.full_name,
+        sha,
+        Evaluation(
+            at=facts.now,
+            delivery=delivery,
+            trigger=trigger,
+            outcome=decision.outcome.value,
+            reason=decision.reason.value,
+            risk=decision.risk.value if decision.risk else None,
+            detail=decision.detail,
+            until=decision.until,
+            inputs=verdict.summary(facts),
+        ),
+    )
+    log.info(
+        "decided",
+        extra={
+            "repo": repo.full_name,
+            "sha": sha,
+            "decision": decision.outcome.value,
+            "reason": decision.reason.value,
+            "delivery": delivery,
+        },
+    )
+    return Evaluated(kind, sha, decision.outcome, decision.reason.value, dispatch=sent)
+
+
+def _hold_after_churn(
+    ctx: Context, repo: Repo, sha: str, trusted: Trusted, mode: Mode
+) -> Evaluated:
+    detail = "the release state changed twice while deciding; it will retry"
+    assert isinstance(trusted.policy, Policy)
+    fail_closed(ctx, repo, sha, trusted.policy, mode, decision=governor_error(detail))
+    return Evaluated(Kind.DECIDED, sha, Outcome.HOLD, Reason.GOVERNOR_ERROR.value)
+
+
+def fail_closed(
+    ctx: Context,
+    repo: Repo,
+    sha: str,
+    policy: Policy,
+    mode: Mode,
+    *,
+    decision: Decision | None = None,
+) -> None:
+    """Hold a governed SHA after an unexpected error, unless it has a live dispatch."""
+    decision = decision or governor_error("the governor failed while evaluating; it will retry")
+    now = ctx.clock()
+    try:
+        after = ctx.ledger.transition(
+            repo.id,
+            repo.full_name,
+            lambda s: (
+                s
+                if s.dispatch_for(sha) is not None or s.production_sha == sha
+                else transitions.hold_recorded(s, sha, decision.reason.value, None, now)
+            ),
+        )
+        if after.holds.get(sha) is None or after.dispatch_for(sha) is not None:
+            return  # a dispatch is live: its status stands
+        post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
+    except Exception:
+        log.exception("could not record the fail-closed hold", extra={"sha": sha})
+
+
+def _not_a_verification(repo: Repo, event: WorkflowRunCompleted) -> str | None:
+    run = event.workflow_run
+    if run.conclusion != "success":
+        return f"run concluded '{run.conclusion}', not success"
+    if run.event != "push":
+        return f"run was triggered by '{run.event}', not push"
+    if run.head_repository is None or run.head_repository.id != repo.id:
+        return "run's head repository is not the repository itself (a fork)"
+    if run.head_branch != repo.default_branch:
+        return f"run is on '{run.head_branch}', not the default branch {repo.default_branch}"
+    return None
+
+
+def _workflow_matches(spec: str, name: str | None, path: str | None) -> bool:
+    if spec.endswith((".yml", ".yaml")):
+        return path == workflow_path(spec.removeprefix(".github/workflows/"))
+    return name == spec

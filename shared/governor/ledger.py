@@ -1,9 +1,11 @@
 """What the governor remembers, as documents on the store, changed only through `update`.
 
-    deliveries/<identity>.json             delivery claim: processing (lease) -> done (outcome)
+    deliveries/<identity>.json             claim of a delivery with no record of its own
     repos/<repo_id>/state.json             release state, one per repository
-    repos/<repo_id>/decisions/<sha>.json   every evaluation of one SHA
-    repos/<repo_id>/runs/<run>-<n>.json    a deploy run whose outcome was processed (create-only)
+    repos/<repo_id>/decisions/<sha>.json   the evaluations of one SHA, and the claims of
+                                           the verification deliveries about it
+    repos/<repo_id>/runs/<run>-<n>.json    a deploy run attempt: its claim, and whether its
+                                           failure issue is being created
 
 Time is always passed in (`now`), so everything here is deterministic under test.
 """
@@ -15,14 +17,14 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from governor.state import ReleaseState, new_state
-from governor.store import ABSENT, ObjectStore, PreconditionFailed, update
+from governor.store import ObjectStore, update
 from governor.store.envelope import new_token
 
 DEFAULT_LEASE: Final = timedelta(seconds=120)
@@ -36,15 +38,14 @@ class _Doc(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# -- delivery claims -------------------------------------------------------------------
+# -- claims ----------------------------------------------------------------------------
 
 
-class DeliveryRecord(_Doc):
-    schema_version: Literal[1] = 1
+class ClaimEntry(_Doc):
+    """One claim: processing (lease until T) -> done (outcome). At most one live claimant."""
+
     guid: str
     """The GUID of the first delivery that claimed it."""
-    identity: str | None = None
-    """What the payload is about (`governor.events.identity`); the key is made from it."""
     event: str
     status: Literal["processing", "done"]
     owner: str
@@ -52,6 +53,26 @@ class DeliveryRecord(_Doc):
     attempts: int = 1
     outcome: dict[str, Any] | None = None
     updated_at: datetime
+
+
+_CLAIM_FIELDS: Final = frozenset(ClaimEntry.model_fields)
+
+
+class DeliveryRecord(ClaimEntry):
+    """deliveries/<identity>.json: the claim of a delivery whose work has no record of its own."""
+
+    schema_version: Literal[1] = 1
+    identity: str | None = None
+    """What the payload is about (`governor.events.identity`); the key is made from it."""
+
+
+class RunRecord(_Doc):
+    """runs/<run>-<attempt>.json: a deploy run's outcome, claimed and applied once."""
+
+    schema_version: Literal[2] = 2
+    claim: ClaimEntry
+    issue_pending: bool = False
+    """The failure issue (or comment) is being created: a takeover looks for it first."""
 
 
 class ClaimStatus(StrEnum):
@@ -73,6 +94,19 @@ class Claim:
     """Claimed after another instance's lease expired: its work may be half done."""
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimSite:
+    """Where a claim lives, so that finishing it can ride in a write the work needs anyway:
+    a verification's claim sits in its SHA's decision record (done + evaluation: one
+    write), a deploy outcome's in the run record, anything else in its own record."""
+
+    key: str
+    entry: Callable[[bytes | None], ClaimEntry | None]
+    """The claim in the document (None: no claim yet)."""
+    put: Callable[[bytes | None, ClaimEntry, Evaluation | None], bytes]
+    """The document with this claim (and an evaluation to record, where it has them)."""
+
+
 def delivery_key(identity: str) -> str:
     if not _GUID.fullmatch(identity):
         raise ValueError(f"delivery identity {identity!r} is not usable as a key")
@@ -91,6 +125,10 @@ def decision_key(repo_id: int, sha: str) -> str:
 
 def run_key(repo_id: int, run_id: int, attempt: int) -> str:
     return f"repos/{int(repo_id)}/runs/{int(run_id)}-{int(attempt)}.json"
+
+
+CLAIM_RETENTION: Final = timedelta(days=4)
+"""Claims kept in a decision record: longer than GitHub's 3-day redelivery window."""
 
 
 # -- decision records ------------------------------------------------------------------
@@ -116,13 +154,28 @@ class DecisionRecord(_Doc):
     evaluations: tuple[Evaluation, ...] = ()
     """The first evaluation and the most recent ones (at most 50 in all)."""
     total_evaluations: int = 0
+    claims: dict[str, ClaimEntry] = Field(default_factory=dict)
+    """Claims of the verification deliveries about this SHA (kept 4 days)."""
 
     @property
     def latest(self) -> Evaluation | None:
         return self.evaluations[-1] if self.evaluations else None
 
 
+def _same_outcome(a: Evaluation, b: Evaluation) -> bool:
+    return (a.outcome, a.reason, a.until, a.risk, a.detail) == (
+        b.outcome,
+        b.reason,
+        b.until,
+        b.risk,
+        b.detail,
+    )
+
+
 def _append(record: DecisionRecord, evaluation: Evaluation) -> DecisionRecord:
+    """`record` with `evaluation` kept; unchanged if it decided what the latest did."""
+    if record.latest is not None and _same_outcome(record.latest, evaluation):
+        return record
     kept = (*record.evaluations, evaluation)
     if len(kept) > MAX_EVALUATIONS_KEPT:
         kept = (kept[0], *kept[-(MAX_EVALUATIONS_KEPT - 1) :])
@@ -140,27 +193,68 @@ class Ledger:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 
-    # deliveries
+    # claims
 
-    def claim_delivery(
+    def delivery_site(self, identity: str) -> ClaimSite:
+        def entry(old: bytes | None) -> ClaimEntry | None:
+            return None if old is None else DeliveryRecord.model_validate_json(old)
+
+        def put(old: bytes | None, claim: ClaimEntry, _: Evaluation | None) -> bytes:
+            record = DeliveryRecord(
+                **claim.model_dump(include=set(_CLAIM_FIELDS)), identity=identity
+            )
+            return record.model_dump_json().encode()
+
+        return ClaimSite(delivery_key(identity), entry, put)
+
+    def decision_site(self, repo_id: int, repo: str, sha: str, identity: str) -> ClaimSite:
+        def record_of(old: bytes | None) -> DecisionRecord:
+            if old is None:
+                return DecisionRecord(repo_id=repo_id, repo=repo, sha=sha)
+            return DecisionRecord.model_validate_json(old)
+
+        def entry(old: bytes | None) -> ClaimEntry | None:
+            return record_of(old).claims.get(identity)
+
+        def put(old: bytes | None, claim: ClaimEntry, evaluation: Evaluation | None) -> bytes:
+            record = record_of(old)
+            if evaluation is not None:
+                record = _append(record, evaluation)
+            since = claim.updated_at - CLAIM_RETENTION
+            claims = {k: c for k, c in record.claims.items() if c.updated_at > since}
+            claims[identity] = claim
+            return record.model_copy(update={"claims": claims}).model_dump_json().encode()
+
+        return ClaimSite(decision_key(repo_id, sha), entry, put)
+
+    def run_site(self, repo_id: int, run_id: int, attempt: int) -> ClaimSite:
+        def entry(old: bytes | None) -> ClaimEntry | None:
+            return None if old is None else _run_record(old).claim
+
+        def put(old: bytes | None, claim: ClaimEntry, _: Evaluation | None) -> bytes:
+            record = RunRecord(claim=claim) if old is None else _run_record(old)
+            return record.model_copy(update={"claim": claim}).model_dump_json().encode()
+
+        return ClaimSite(run_key(repo_id, run_id, attempt), entry, put)
+
+    def claim(
         self,
-        identity: str,
+        site: ClaimSite,
         event: str,
         now: datetime,
         lease: timedelta = DEFAULT_LEASE,
         *,
-        guid: str | None = None,
+        guid: str,
     ) -> Claim:
-        """Claim what a delivery is about for processing: exactly one live claimant at a time.
+        """Claim the work at `site`: exactly one live claimant at a time.
 
-        The claim is keyed by the payload's identity, so a delivery of the same fact under
-        another GUID finds it and writes nothing. "Seen" is not enough: a delivery whose
-        claimant died (lease expired, still "processing") is taken over and redone.
+        A delivery of the same fact under another GUID finds the claim and writes nothing.
+        "Seen" is not enough: a claim whose claimant died (lease expired, still
+        "processing") is taken over and the work redone.
         """
         me = new_token()
-        mine = DeliveryRecord(
-            guid=guid or identity,
-            identity=identity,
+        mine = ClaimEntry(
+            guid=guid,
             event=event,
             status="processing",
             owner=me,
@@ -169,55 +263,78 @@ class Ledger:
         )
 
         def claim(old: bytes | None) -> bytes:
-            if old is None:
-                return mine.model_dump_json().encode()
-            current = DeliveryRecord.model_validate_json(old)
+            current = site.entry(old)
+            if current is None:
+                return site.put(old, mine, None)
             if current.status == "done" or current.lease_until > now:
+                assert old is not None  # there is a claim, so there is a document
                 return old
-            takeover = mine.model_copy(update={"attempts": current.attempts + 1})
-            return takeover.model_dump_json().encode()
+            return site.put(old, mine.model_copy(update={"attempts": current.attempts + 1}), None)
 
-        result = update(self.store, delivery_key(identity), claim)
-        record = DeliveryRecord.model_validate_json(result.data)
+        record = site.entry(update(self.store, site.key, claim).data)
+        assert record is not None
         if record.owner == me:
             return Claim(ClaimStatus.CLAIMED, me, record.lease_until, takeover=record.attempts > 1)
         if record.status == "done":
             return Claim(ClaimStatus.DONE, record.owner, record.lease_until, record.outcome)
         return Claim(ClaimStatus.IN_PROGRESS, record.owner, record.lease_until)
 
-    def finish_delivery(self, guid: str, outcome: dict[str, Any], now: datetime) -> None:
-        """Mark a delivery done with the outcome later duplicates are answered with."""
+    def finish(
+        self,
+        site: ClaimSite,
+        owner: str,
+        outcome: dict[str, Any],
+        now: datetime,
+        evaluation: Evaluation | None = None,
+    ) -> None:
+        """Mark the claim done with the outcome duplicates are answered with, in one write
+        with the evaluation where the site keeps them."""
 
         def finish(old: bytes | None) -> bytes:
-            if old is None:
-                raise LookupError(f"delivery {guid} was never claimed")
-            current = DeliveryRecord.model_validate_json(old)
-            if current.status == "done":
-                return old
+            current = site.entry(old)
+            if old is None or current is None:
+                raise LookupError(f"{site.key}: nothing was claimed there")
+            if current.status == "done" or current.owner != owner:
+                return old  # taken over meanwhile: the new owner finishes it
             done = current.model_copy(
                 update={"status": "done", "outcome": outcome, "updated_at": now}
             )
-            return done.model_dump_json().encode()
+            return site.put(old, done, evaluation)
 
-        update(self.store, delivery_key(guid), finish)
+        update(self.store, site.key, finish)
 
-    def release_delivery(self, guid: str, owner: str, now: datetime) -> None:
+    def release(self, site: ClaimSite, owner: str, now: datetime) -> None:
         """Give up a claim after a failure, so a redelivery can take it at once."""
 
         def release(old: bytes | None) -> bytes:
-            if old is None:
-                raise LookupError(guid)
-            current = DeliveryRecord.model_validate_json(old)
+            current = site.entry(old)
+            if old is None or current is None:
+                raise LookupError(site.key)
             if current.status == "done" or current.owner != owner:
                 return old
-            return (
-                current.model_copy(update={"lease_until": now, "updated_at": now})
-                .model_dump_json()
-                .encode()
-            )
+            released = current.model_copy(update={"lease_until": now, "updated_at": now})
+            return site.put(old, released, None)
 
-        with contextlib.suppress(LookupError):  # never claimed or already removed: nothing to do
-            update(self.store, delivery_key(guid), release)
+        with contextlib.suppress(LookupError):  # never claimed: nothing to give up
+            update(self.store, site.key, release)
+
+    def issue_pending(self, repo_id: int, run_id: int, attempt: int) -> bool:
+        """Note that the failure issue of this run is about to be created; True if it was
+        noted already (a previous claimant may have created it before it died)."""
+        was = False
+
+        def mark(old: bytes | None) -> bytes:
+            nonlocal was
+            if old is None:
+                raise LookupError(f"run {run_id} attempt {attempt} was never claimed")
+            record = _run_record(old)
+            was = record.issue_pending
+            if was:
+                return old
+            return record.model_copy(update={"issue_pending": True}).model_dump_json().encode()
+
+        update(self.store, run_key(repo_id, run_id, attempt), mark)
+        return was
 
     # release state
 
@@ -266,18 +383,20 @@ class Ledger:
         current = self.store.get(decision_key(repo_id, sha))
         return None if current is None else DecisionRecord.model_validate_json(current.data)
 
-    # deploy runs
 
-    def mark_run_processed(
-        self, repo_id: int, run_id: int, attempt: int, summary: dict[str, Any]
-    ) -> bool:
-        """True for the one caller that records this run attempt first; False for the rest."""
-        try:
-            self.store.put(
-                run_key(repo_id, run_id, attempt),
-                json.dumps(summary, sort_keys=True, default=str).encode(),
-                if_generation_match=ABSENT,
-            )
-        except PreconditionFailed:
-            return False
-        return True
+def _run_record(data: bytes) -> RunRecord:
+    """A run record; a marker written before schema 2 (a bare summary) reads as done."""
+    raw = json.loads(data)
+    if "claim" in raw:
+        return RunRecord.model_validate(raw)
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    done = ClaimEntry(
+        guid="before-schema-2",
+        event="workflow_run",
+        status="done",
+        owner="",
+        lease_until=epoch,
+        outcome=raw,
+        updated_at=epoch,
+    )
+    return RunRecord(claim=done)

@@ -26,6 +26,7 @@ HOLD_RETENTION: Final = timedelta(days=30)
 FAILURE_ISSUE_APPEND_WINDOW: Final = timedelta(minutes=30)
 RATE_WINDOW: Final = timedelta(hours=1)
 REJECTION_RETENTION: Final = timedelta(days=7)
+MAX_FAILED_RUNS_KEPT: Final = 20
 
 V = TypeVar("V")
 
@@ -63,6 +64,8 @@ class Failure(_Model):
     count: int = 1
     issue_number: int | None = None
     conclusion: str = "failure"
+    runs: tuple[str, ...] = ()
+    """The run attempts (`<run>-<attempt>`) whose failure is counted here, latest last."""
 
 
 class Approval(_Model):
@@ -276,15 +279,28 @@ def deploy_succeeded(state: ReleaseState, sha: str, now: datetime) -> ReleaseSta
     )
 
 
-def deploy_failed(state: ReleaseState, sha: str, conclusion: str, now: datetime) -> ReleaseState:
-    """The deploy of `sha` failed: the cooldown starts now; the failure issue stays with it."""
+def deploy_failed(
+    state: ReleaseState, sha: str, conclusion: str, now: datetime, *, run: str = ""
+) -> ReleaseState:
+    """The deploy of `sha` failed: the cooldown starts now; the failure issue stays with it.
+
+    Idempotent per run attempt (`run`, `<run>-<attempt>`): applying it again changes nothing.
+    """
     previous = state.failures.get(sha)
+    if previous is not None and run and run in previous.runs:
+        return state
+    ran = (run,) if run else ()
     failure = (
         previous.model_copy(
-            update={"last_at": now, "count": previous.count + 1, "conclusion": conclusion}
+            update={
+                "last_at": now,
+                "count": previous.count + 1,
+                "conclusion": conclusion,
+                "runs": (*previous.runs, *ran)[-MAX_FAILED_RUNS_KEPT:],
+            }
         )
         if previous is not None
-        else Failure(sha=sha, first_at=now, last_at=now, conclusion=conclusion)
+        else Failure(sha=sha, first_at=now, last_at=now, conclusion=conclusion, runs=ran)
     )
     return _next(state, now, failures={**state.failures, sha: failure})
 

@@ -200,7 +200,10 @@ def race_intent(url: str, repo_id: int, sha: str, now_iso: str, start: Event, re
     _report(results, work)
 
 
-def claim_delivery(url: str, guid: str, now_iso: str, start: Event, results: Any) -> None:
+def claim_delivery(
+    url: str, kind: str, guid: str, now_iso: str, start: Event, results: Any
+) -> None:
+    """Claim one delivery: on its own record (`delivery`) or in a decision record."""
     from datetime import datetime
 
     from governor.ledger import Ledger
@@ -208,7 +211,12 @@ def claim_delivery(url: str, guid: str, now_iso: str, start: Event, results: Any
     def work() -> str:
         ledger = Ledger(open_store(url))
         now = datetime.fromisoformat(now_iso)
+        site = (
+            ledger.delivery_site(guid)
+            if kind == "delivery"
+            else ledger.decision_site(7, "octo/app", "a" * 40, "workflow-run-7-1-1")
+        )
         start.wait()
-        return ledger.claim_delivery(guid, "workflow_run", now).status.value
+        return ledger.claim(site, "workflow_run", now, guid=guid).status.value
 
     _report(results, work)

@@ -15,12 +15,14 @@ from urllib.parse import urlencode
 
 from governor import messages
 from governor.decision import Decision
+from governor.flows.results import Duplicate, Evaluated, FlowResult, InProgress, to_json
 from governor.github.api import RepoApi
-from governor.ledger import Ledger
+from governor.ledger import Claim, ClaimSite, ClaimStatus, Ledger
 from governor.policy import POLICY_PATH, Mode, Policy, PolicyProblem, parse_policy
 from governor.settings import AppSettings
 
 T = TypeVar("T")
+R = TypeVar("R", bound=FlowResult)
 WAVE_WIDTH: Final = 8
 """Reads of one wave in flight at once: one round trip for everything a flow needs."""
 
@@ -88,6 +90,30 @@ def wave() -> Iterator[Wave]:
     """A read wave; leaving the block waits for every read (errors surface on `result()`)."""
     with ThreadPoolExecutor(max_workers=WAVE_WIDTH, thread_name_prefix="read-wave") as pool:
         yield Wave(pool)
+
+
+def claimed(
+    ctx: Context, site: ClaimSite, event: str, guid: str, work: Callable[[Claim], R]
+) -> R | Duplicate | InProgress:
+    """Do `work` under the claim at `site`: once, by one instance at a time.
+
+    Done already: the recorded outcome. A live lease elsewhere: in progress. A failure
+    releases the claim (the redelivery redoes the work); success finishes it, with the
+    evaluation where the site keeps them, in the same write.
+    """
+    claim = ctx.ledger.claim(site, event, ctx.clock(), ctx.lease, guid=guid)
+    if claim.status is ClaimStatus.DONE:
+        return Duplicate(claim.outcome)
+    if claim.status is ClaimStatus.IN_PROGRESS:
+        return InProgress(claim.lease_until)
+    try:
+        result = work(claim)
+    except Exception:
+        ctx.ledger.release(site, claim.owner, ctx.clock())
+        raise
+    record = result.record if isinstance(result, Evaluated) else None
+    ctx.ledger.finish(site, claim.owner, to_json(result), ctx.clock(), record)
+    return result
 
 
 def choose_trusted(

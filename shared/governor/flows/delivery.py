@@ -1,4 +1,4 @@
-"""A webhook delivery in, a typed result out: classify, claim, route to its flow, finish.
+"""A webhook delivery in, a typed result out: classify, then the event's flow, under a claim.
 
 The claim is keyed by what the payload is about (`governor.events.identity`), so GitHub
 sending one fact twice, or a signed body replayed under a new GUID, is answered from the
@@ -11,7 +11,6 @@ import logging
 
 from governor.events import (
     Delivery,
-    DeploymentProtectionRuleRequested,
     Event,
     IssueCommentCreated,
     PullRequestLabeled,
@@ -21,10 +20,8 @@ from governor.events import (
 )
 from governor.events import Ignored as IgnoredEvent
 from governor.flows import approval, deploy_outcome, protection_rule, verification
-from governor.flows.context import Context, Repo
-from governor.flows.results import Duplicate, FlowResult, Ignored, InProgress, to_json
-from governor.ledger import ClaimStatus
-from governor.store import StoreError
+from governor.flows.context import Context, Repo, claimed
+from governor.flows.results import FlowResult, Ignored
 
 log = logging.getLogger("governor.flows.delivery")
 
@@ -35,35 +32,41 @@ def handle(ctx: Context, delivery: Delivery) -> FlowResult:
         return Ignored(event.why)
     if not event.repository.default_branch:
         return Ignored("the payload names no default branch")
-    key = identity(event)
-    claim = ctx.ledger.claim_delivery(
-        key, delivery.event, ctx.clock(), ctx.lease, guid=delivery.guid
-    )
-    if claim.status is ClaimStatus.DONE:
-        return Duplicate(claim.outcome)
-    if claim.status is ClaimStatus.IN_PROGRESS:
-        return InProgress(claim.lease_until)
-    try:
-        result = route(ctx, event, delivery.guid)
-    except Exception:
-        _release(ctx, key, claim.owner)  # the redelivery (or reconcile) redoes it
-        raise
-    ctx.ledger.finish_delivery(key, to_json(result), ctx.clock())
-    return result
+    return route(ctx, event, delivery.guid)
 
 
 def route(ctx: Context, event: Event, guid: str) -> FlowResult:
+    """The flow of an event. Verification and deploy outcomes claim where their work is
+    recorded (after a check of the payload, so what is not theirs writes nothing); the
+    others claim the delivery's own record."""
     repo = repo_of(ctx, event)
     if isinstance(event, WorkflowRunCompleted):
         if event.workflow_run.event == "workflow_dispatch":
-            return deploy_outcome.on_deploy_completed(ctx, repo, event)
+            return deploy_outcome.on_deploy_completed(ctx, repo, event, guid)
         return verification.on_verification(ctx, repo, event, guid)
+    site = ctx.ledger.delivery_site(identity(event))
     if isinstance(event, PullRequestLabeled):
-        return approval.on_label(ctx, repo, event, guid)
+        labeled = event
+        return claimed(
+            ctx, site, "pull_request", guid, lambda _c: approval.on_label(ctx, repo, labeled, guid)
+        )
     if isinstance(event, IssueCommentCreated):
-        return approval.on_comment(ctx, repo, event, guid)
-    assert isinstance(event, DeploymentProtectionRuleRequested)
-    return protection_rule.on_protection_rule(ctx, repo, event)
+        comment = event
+        return claimed(
+            ctx,
+            site,
+            "issue_comment",
+            guid,
+            lambda _c: approval.on_comment(ctx, repo, comment, guid),
+        )
+    request = event
+    return claimed(
+        ctx,
+        site,
+        "deployment_protection_rule",
+        guid,
+        lambda _c: protection_rule.on_protection_rule(ctx, repo, request),
+    )
 
 
 def repo_of(ctx: Context, event: Event) -> Repo:
@@ -76,10 +79,3 @@ def repo_of(ctx: Context, event: Event) -> Repo:
         installation_id=event.installation.id,
         api=ctx.github.repo(event.installation.id, full_name),
     )
-
-
-def _release(ctx: Context, key: str, owner: str) -> None:
-    try:
-        ctx.ledger.release_delivery(key, owner, ctx.clock())
-    except StoreError:
-        log.warning("could not release the claim; it expires by itself", extra={"claim": key})

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from governor.decision import Outcome
+from governor.ledger import Evaluation
 
 
 class Kind(StrEnum):
@@ -66,6 +67,8 @@ class Evaluated:
     dispatch: str | None = None
     """What the dispatch step did, in words."""
     run_id: int | None = None
+    record: Evaluation | None = field(default=None, compare=False)
+    """The evaluation, when the caller records it (with the claim's finish): not answered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ def to_json(result: FlowResult) -> dict[str, Any]:
     body: dict[str, Any] = {"result": result.kind.value}
     for name in result.__slots__:
         value = getattr(result, name)
-        if name in ("kind", "approved") or value is None:
+        if name in ("kind", "approved", "record") or value is None:
             continue
         if isinstance(value, Mapping) and name == "evaluations":
             value = {sha: to_json(e) for sha, e in value.items()}

@@ -6,7 +6,8 @@ gather  one read of the state, then one wave of GitHub reads: the trusted policy
         change, the degraded-production issues
 plan    `governor.gate.judge` under both policies, made again inside the
         conditional write that records the intent or the hold
-act     dispatch (guarded by the intent), status, evaluation record
+act     dispatch (guarded by the intent), status; the evaluation is recorded with
+        the claim's finish, in the SHA's decision record (one write)
 """
 
 from __future__ import annotations
@@ -19,19 +20,20 @@ from typing import Any, Final
 from governor import state as transitions
 from governor.decision import Decision, Outcome, Reason, governor_error
 from governor.deploy_runs import workflow_path
-from governor.events import WorkflowRunCompleted
+from governor.events import WorkflowRunCompleted, identity
 from governor.flows import dispatch
 from governor.flows.context import (
     Context,
     Repo,
     Trusted,
     choose_trusted,
+    claimed,
     mode_of,
     post_status,
     read_trusted,
     wave,
 )
-from governor.flows.results import Evaluated, Ignored, Kind
+from governor.flows.results import Duplicate, Evaluated, Ignored, InProgress, Kind
 from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
 from governor.github.client import RateLimited
 from governor.ledger import Evaluation
@@ -49,13 +51,26 @@ DEFAULT_DEGRADED_LABEL: Final = DegradedPolicy().issue_label
 
 def on_verification(
     ctx: Context, repo: Repo, event: WorkflowRunCompleted, delivery: str
-) -> Evaluated | Ignored:
+) -> Evaluated | Ignored | Duplicate | InProgress:
     run = event.workflow_run
     why = _not_a_verification(repo, event)
     if why:
-        return Ignored(why)
-    return evaluate(
-        ctx, repo, run.head_sha, trigger="verified", delivery=delivery, run=(run.name, run.path)
+        return Ignored(why)  # decided from the payload alone: nothing claimed, nothing written
+    site = ctx.ledger.decision_site(repo.id, repo.full_name, run.head_sha, identity(event))
+    return claimed(
+        ctx,
+        site,
+        "workflow_run",
+        delivery,
+        lambda _claim: evaluate(
+            ctx,
+            repo,
+            run.head_sha,
+            trigger="verified",
+            delivery=delivery,
+            run=(run.name, run.path),
+            record=False,
+        ),
     )
 
 
@@ -67,11 +82,14 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
     trigger: str,
     delivery: str | None,
     run: tuple[str | None, str | None] | None = None,
+    record: bool = True,
 ) -> Evaluated | Ignored:
     """Decide for `sha` and act on the decision; safe to repeat.
 
     `run`: the verification run's workflow name and path, checked against the trusted
     policy's verification workflow (None when an approval or a retry evaluates again).
+    `record`: write the evaluation to the decision record here; False when the caller
+    writes it with its claim's finish (it comes back in the result).
     """
     state = ctx.ledger.read_state(repo.id, repo.full_name)
     if state.production_sha == sha:
@@ -111,6 +129,7 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
             trigger=trigger,
             delivery=delivery,
             stale_intent=stale_intent,
+            record=record,
         )
     except (WriteContention, RateLimited):
         raise  # transient: nothing decided; the redelivery decides
@@ -276,6 +295,7 @@ def _act(
     trigger: str,
     delivery: str | None,
     stale_intent: str | None,
+    record: bool,
 ) -> Evaluated | Ignored:
     facts, verdict = committed.facts, committed.verdict
     sha = facts.sha
@@ -300,22 +320,19 @@ def _act(
         sent = dispatch.send(ctx, repo, live)
         kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
     post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
-    ctx.ledger.record_evaluation(
-        repo.id,
-        repo.full_name,
-        sha,
-        Evaluation(
-            at=facts.now,
-            delivery=delivery,
-            trigger=trigger,
-            outcome=decision.outcome.value,
-            reason=decision.reason.value,
-            risk=decision.risk.value if decision.risk else None,
-            detail=decision.detail,
-            until=decision.until,
-            inputs=verdict.summary(facts),
-        ),
+    evaluation = Evaluation(
+        at=facts.now,
+        delivery=delivery,
+        trigger=trigger,
+        outcome=decision.outcome.value,
+        reason=decision.reason.value,
+        risk=decision.risk.value if decision.risk else None,
+        detail=decision.detail,
+        until=decision.until,
+        inputs=verdict.summary(facts),
     )
+    if record:
+        ctx.ledger.record_evaluation(repo.id, repo.full_name, sha, evaluation)
     log.info(
         "decided",
         extra={
@@ -326,7 +343,14 @@ def _act(
             "delivery": delivery,
         },
     )
-    return Evaluated(kind, sha, decision.outcome, decision.reason.value, dispatch=sent)
+    return Evaluated(
+        kind,
+        sha,
+        decision.outcome,
+        decision.reason.value,
+        dispatch=sent,
+        record=None if record else evaluation,
+    )
 
 
 def _hold_after_churn(

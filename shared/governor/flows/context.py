@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ T = TypeVar("T")
 R = TypeVar("R", bound=FlowResult)
 WAVE_WIDTH: Final = 8
 """Reads of one wave in flight at once: one round trip for everything a flow needs."""
+_waves = itertools.count(1)
 
 MaybePolicy = Policy | PolicyProblem | None
 
@@ -88,7 +90,9 @@ class Wave:
 @contextmanager
 def wave() -> Iterator[Wave]:
     """A read wave; leaving the block waits for every read (errors surface on `result()`)."""
-    with ThreadPoolExecutor(max_workers=WAVE_WIDTH, thread_name_prefix="read-wave") as pool:
+    # Each wave's threads are named after it (read-wave-<n>), so a test can count waves.
+    prefix = f"read-wave-{next(_waves)}"
+    with ThreadPoolExecutor(max_workers=WAVE_WIDTH, thread_name_prefix=prefix) as pool:
         yield Wave(pool)
 
 

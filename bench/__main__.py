@@ -1,8 +1,10 @@
 """`make bench`: every benchmark, one after the other, in one run."""
 
-from bench import decision, store_contention
+from bench import decision, store_contention, webhook
 
 if __name__ == "__main__":
     decision.main([])
     print()
     store_contention.main([])
+    print()
+    webhook.main([])

@@ -11,6 +11,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -937,6 +938,29 @@ def test_slow_next_does_the_side_effect_then_answers_late(
     assert [s["state"] for s in repo.statuses(sha(1))] == ["success"]  # it happened anyway
     assert fake.calls_to("repos/create-commit-status")[0].status == 201
     assert gh.post(f"{R}/statuses/{sha(1)}", json={"state": "success"}).status_code == 201
+
+
+def test_latency_delays_every_answer_without_holding_up_the_others(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    try:
+        fake.latency_s = 0.3
+        started = time.monotonic()
+        assert gh.get(R).status_code == 200
+        assert time.monotonic() - started >= 0.3
+
+        # Served one after the other, three answers would take 6 s; together, 2 s. The
+        # bound sits between, 3 s clear of the concurrent case, so load cannot fail it.
+        fake.latency_s = 2.0
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            answers = list(pool.map(lambda _i: gh.get(R), range(3)))
+        elapsed = time.monotonic() - started
+    finally:
+        fake.latency_s = 0.0
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert elapsed >= 2.0
+    assert elapsed < 5.0, "the requests waited one after the other, not together"
 
 
 def test_rate_limit_next_answers_429_with_retry_after(

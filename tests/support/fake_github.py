@@ -1874,8 +1874,13 @@ class FakeGitHub:
         public_key_pem: str,
         contract: OpenApiContract | None = None,
         app_slug: str = "release-governor",
+        latency_s: float = 0.0,
     ) -> None:
         self.app_id = app_id
+        self.latency_s = latency_s
+        """Added to every answer, after its side effect (settable at any time): the round
+        trip of a far-away GitHub. Each request waits on its own server thread, so
+        concurrent requests wait concurrently."""
         self.public_key_pem = public_key_pem
         self.contract = contract if contract is not None else default_contract()
         self.app_slug = app_slug
@@ -2185,8 +2190,9 @@ class FakeGitHub:
                     headers=headers,
                 )
             )
-        if answer.delay_s > 0:
-            self._stopping.wait(answer.delay_s)
+        delay_s = answer.delay_s + self.latency_s
+        if delay_s > 0:
+            self._stopping.wait(delay_s)
         self._write(handler, answer, used)
 
     def _error(

@@ -17,6 +17,7 @@ from tests.support.fake_github import FakeGitHub
 from tests.support.functions_server import serve_function
 from tests.support.governed import Governed
 from tests.support.keys import rsa_key_pair
+from tests.support.s3_serial_proxy import SerialProxy, serial_proxy
 
 BACKENDS = ["local", "gcs", "s3"]
 BUCKET = "governor-test"
@@ -31,10 +32,28 @@ def gcs_emulator() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def s3_emulator() -> Iterator[str]:
-    with emulators.moto_s3_server() as url, _environ(AWS_ENDPOINT_URL=url, **emulators.S3_ENV):
-        emulators.create_s3_bucket(url, BUCKET)
-        yield url
+def s3_proxy() -> Iterator[SerialProxy]:
+    """moto's S3 server, reachable only through the proxy that makes conditional PUTs atomic.
+
+    Why: moto checks If-Match / If-None-Match and then writes, without a lock, so two
+    concurrent conditional PUTs on one ETag can both succeed where real S3 refuses one.
+    Tests with concurrent writers (the 16-process counter, the 32-process intent race,
+    the 20-process delivery claim) then lose updates for a reason real S3 does not have:
+    799 of 801 on a busy machine. Behind the proxy, a lost update can only be the
+    governor's. Every S3 test goes through it, so none passes or fails by moto's luck.
+    tests/test_gate_invariants.py::test_conditional_puts_through_the_proxy_never_lose_an_update
+    shows the proxy is needed and sufficient; tests/support/s3_serial_proxy.py says how.
+    """
+    with emulators.moto_s3_server() as moto, serial_proxy(moto) as proxy:
+        yield proxy
+
+
+@pytest.fixture(scope="session")
+def s3_emulator(s3_proxy: SerialProxy) -> Iterator[str]:
+    """The S3 endpoint every S3 test (and worker process) uses: the proxy's URL, not moto's."""
+    with _environ(AWS_ENDPOINT_URL=s3_proxy.url, **emulators.S3_ENV):
+        emulators.create_s3_bucket(s3_proxy.url, BUCKET)
+        yield s3_proxy.url
 
 
 @pytest.fixture(params=BACKENDS)

@@ -15,12 +15,15 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from governor.ledger import Ledger
-from governor.store import open_store
+from governor.ledger import Ledger, state_key
+from governor.state import ReleaseState
+from governor.store import open_store, update
 
 from tests.support.e2e import SECRET, deployed_base, function_env, new_repo
 from tests.support.fake_github import FakeGitHub
@@ -172,16 +175,30 @@ def test_five_deliveries_of_one_run_dispatch_once(gov: Governed) -> None:
     assert results.count("decided") == 1, results
     assert set(results) <= {"decided", "duplicate", "in_progress"}, results
     assert len(gov.dispatches()) == 1
-    claims = [
-        k for k in open_store(gov.store_url).list("deliveries/") if str(gov.repo.repo_id) in k
+    record = Ledger(open_store(gov.store_url)).read_decision(gov.repo.repo_id, sha)
+    assert record is not None
+    assert list(record.claims) == [  # one claim for the run, whatever the GUIDs
+        f"workflow-run-{gov.repo.repo_id}-{payload['workflow_run']['id']}-1"
     ]
-    assert len(claims) == 1, claims  # one claim for the run, whatever the GUIDs
+    assert [e.outcome for e in record.evaluations] == ["ALLOW"]
+
+
+LONG_LEASE_S = 600
 
 
 def test_instance_killed_between_intent_and_dispatch_dispatches_once_in_the_end(
     fake: FakeGitHub, gcs_store_url: str
 ) -> None:
-    env = function_env(fake, gcs_store_url)
+    # No time passes in this test except where it says so: a lease no wall clock here can
+    # run out (it is run out below by ageing the records the function reads the time off),
+    # and a GitHub timeout the doomed instance cannot reach before it is killed (with 2 s,
+    # a busy machine could let it time out and dispatch again before the kill).
+    env = function_env(
+        fake,
+        gcs_store_url,
+        GOVERNOR_DELIVERY_LEASE_S=str(LONG_LEASE_S),
+        GOVERNOR_GITHUB_TIMEOUT_S="30",
+    )
     guid = str(uuid.uuid4())
     with serve_function("github_webhook", env) as doomed:
         gov = new_repo(fake, gcs_store_url, doomed.url)
@@ -202,7 +219,11 @@ def test_instance_killed_between_intent_and_dispatch_dispatches_once_in_the_end(
 
     with serve_function("github_webhook", env) as restarted:
         gov.webhook_url = restarted.url
-        time.sleep(3.5)  # the dead instance's lease (GOVERNOR_DELIVERY_LEASE_S=3) runs out
+        # Within the lease, the redelivery finds the dead instance's claim live and waits.
+        early = gov.send(payload, guid=guid)
+        assert early.status_code == 202 and early.json()["result"] == "in_progress", early.text
+        assert gov.dispatches() == []
+        _as_if_time_passed(gov, sha, timedelta(seconds=LONG_LEASE_S + 1))
         retried = gov.send(payload, guid=guid)
 
     assert retried.status_code == 202, retried.text
@@ -236,7 +257,9 @@ def test_dispatch_answered_500_then_200_dispatches_once(gov: Governed) -> None:
 def test_dispatch_timing_out_is_looked_up_not_repeated(gov: Governed) -> None:
     deployed_base(gov)
     sha = gov.commit("slow", ["src/app.py"])
-    gov.fake.slow_next("actions/create-workflow-dispatch", 4)  # client gives up after 2 s
+    # The client gives up after 2 s (GOVERNOR_GITHUB_TIMEOUT_S); the answer comes far later,
+    # so even a loaded machine cannot get it to the client in time.
+    gov.fake.slow_next("actions/create-workflow-dispatch", 10)
 
     response = gov.send(gov.verified(sha))
 
@@ -265,7 +288,7 @@ def test_policy_error_holds_with_the_key_named(gov: Governed) -> None:
 def test_runs_that_are_not_verification_are_ignored(gov: Governed) -> None:
     deployed_base(gov)
     sha = gov.commit("other", ["src/app.py"])
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "failed": {"conclusion": "failure"},
         "pull request": {"event": "pull_request"},
         "other branch": {"head_branch": "feature"},
@@ -304,6 +327,62 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = 30) -> None:
 def _quietly(send: Callable[[], object]) -> None:
     with contextlib.suppress(httpx.HTTPError):  # the instance dies mid-request: the point
         send()
+
+
+def _as_if_time_passed(gov: Governed, sha: str, passed: timedelta) -> None:
+    """Age what the function reads the time off, as if `passed` had gone by since the crash.
+
+    Instead of sleeping out a lease: every live claim of the repository's deliveries (its
+    `lease_until`, wherever the ledger keeps it: deliveries/, the SHA's decision record, a
+    run record) and the run-less dispatch intent of `sha` in repos/<id>/state.json (its
+    `at`) are moved back by `passed`, through the real store and its conditional write
+    (`update`), exactly where the function reads them.
+    """
+    store = open_store(gov.store_url)
+    repo_id = gov.repo.repo_id
+    keys = [k for k in store.list("deliveries/") if f"-{repo_id}-" in k]
+    keys += [k for k in store.list(f"repos/{repo_id}/") if k != state_key(repo_id)]
+    aged_claims = [k for k in keys if update(store, k, _leases_aged(passed)).written]
+    assert aged_claims, f"no live claim of the dead instance among {keys}"
+
+    def age_intent(old: bytes | None) -> bytes:
+        assert old is not None
+        state = json.loads(old)
+        intents = [d for d in state["dispatches"] if d["sha"] == sha and d["run_id"] is None]
+        assert len(intents) == 1, state["dispatches"]
+        intents[0]["at"] = _earlier(intents[0]["at"], passed)
+        return json.dumps(state).encode()
+
+    aged = update(store, state_key(repo_id), age_intent)
+    ReleaseState.model_validate_json(aged.data)  # still a state the function can read
+
+
+def _leases_aged(passed: timedelta) -> Callable[[bytes | None], bytes]:
+    """A pure update: the document with each live claim in it `passed` older."""
+
+    def age(node: Any) -> Any:
+        if isinstance(node, list):
+            return [age(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {name: age(value) for name, value in node.items()}
+        if node.get("status") == "processing" and "lease_until" in node:
+            for field in ("lease_until", "updated_at"):
+                if field in node:
+                    node[field] = _earlier(node[field], passed)
+        return node
+
+    def aged(old: bytes | None) -> bytes:
+        assert old is not None
+        before = json.loads(old)
+        after = age(before)
+        return old if after == before else json.dumps(after).encode()
+
+    return aged
+
+
+def _earlier(stamp: str, passed: timedelta) -> str:
+    return (datetime.fromisoformat(stamp) - passed).isoformat()
 
 
 def _dispatch_calls(gov: Governed) -> int:

@@ -101,6 +101,10 @@ def _handler_for(proxy: SerialProxy) -> type[BaseHTTPRequestHandler]:
         # HTTP/1.1 so that botocore's `Expect: 100-continue` is answered at once (the
         # base class does it) and connections are kept alive as botocore expects.
         protocol_version = "HTTP/1.1"
+        # The status line and headers go out in one write and the body in another: with
+        # Nagle's algorithm on, the body waits for the client's delayed ACK (~40 ms on
+        # Linux), every request. That made each update through the proxy 3-4 times slower.
+        disable_nagle_algorithm = True
 
         def _relay(self) -> None:
             body = self._read_body()

@@ -17,9 +17,28 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Any
 
-from governor.store import ABSENT, PreconditionFailed, open_store, update
+from governor.store import ABSENT, ObjectStore, PreconditionFailed, open_store, update
 
 _CTX = multiprocessing.get_context("spawn")
+
+WRITE_TIMEOUT_S = 300.0
+"""How long one write of a worker may wait before WriteContention, instead of the
+governor's 30 s. These tests check that no update is lost and that one claimant wins, not
+how long a write waits: on a loaded 2-core machine, 16 to 32 processes contending for one
+key can keep one of them out for more than 30 s without anything being wrong. (That a
+write gives up at its bound is tested on its own, in test_store_conformance.py and
+test_store_local_safety.py.) `run_processes` still ends a run that never finishes."""
+
+READ_PAUSE_S = 0.05
+"""Pause between two reads of `read_counter`: a rate, not a wait for something to happen.
+Unpaced, the two readers read about three times as often through the S3 proxy as they
+did straight against moto, and took moto's time from the conditional PUTs the proxy
+serialises, until writers gave up; at this pace they read about as often as they did
+straight against moto, still several times per write."""
+
+
+def _store(url: str) -> ObjectStore:
+    return open_store(url, write_timeout_s=WRITE_TIMEOUT_S)
 
 
 def run_processes(
@@ -66,7 +85,7 @@ def increment_document(old: bytes | None) -> bytes:
 
 def increment(url: str, key: str, times: int, start: Event, results: Any) -> None:
     def work() -> int:
-        store = open_store(url)
+        store = _store(url)
         start.wait()
         return sum(update(store, key, increment_document).conflicts for _ in range(times))
 
@@ -77,7 +96,7 @@ def read_counter(url: str, key: str, stop_file: str, start: Event, results: Any)
     """Read until `stop_file` exists; every read must be a whole, non-decreasing document."""
 
     def work() -> dict[str, int]:
-        store = open_store(url)
+        store = _store(url)
         start.wait()
         reads, last = 0, 0
         while not os.path.exists(stop_file):
@@ -89,6 +108,7 @@ def read_counter(url: str, key: str, stop_file: str, start: Event, results: Any)
             assert doc["count"] >= last, f"counter went back from {last} to {doc['count']}"
             last = doc["count"]
             reads += 1
+            time.sleep(READ_PAUSE_S)
         return {"reads": reads, "last": last}
 
     _report(results, work)
@@ -98,7 +118,7 @@ def claim_ids(url: str, worker: int, count: int, start: Event, results: Any) -> 
     """Create `count` new sequential ids with create-only writes, probing upward on conflict."""
 
     def work() -> tuple[int, list[str]]:
-        store = open_store(url)
+        store = _store(url)
         start.wait()
         claimed = []
         candidate = 0
@@ -138,7 +158,7 @@ def write_blobs(
     """Unconditional overwrites of one key by many writers at once."""
 
     def work() -> int:
-        store = open_store(url)
+        store = _store(url)
         start.wait()
         for seq in range(rounds):
             store.put(key, signed_blob(worker, seq, size), if_generation_match=None)
@@ -149,7 +169,7 @@ def write_blobs(
 
 def read_blobs(url: str, key: str, stop_file: str, start: Event, results: Any) -> None:
     def work() -> int:
-        store = open_store(url)
+        store = _store(url)
         start.wait()
         reads = 0
         while not os.path.exists(stop_file):
@@ -188,7 +208,7 @@ def race_intent(url: str, repo_id: int, sha: str, now_iso: str, start: Event, re
     from governor.store.envelope import new_token
 
     def work() -> tuple[str, bool]:
-        ledger = Ledger(open_store(url))
+        ledger = Ledger(_store(url))
         me = new_token()
         now = datetime.fromisoformat(now_iso)
         start.wait()
@@ -209,7 +229,7 @@ def claim_delivery(
     from governor.ledger import Ledger
 
     def work() -> str:
-        ledger = Ledger(open_store(url))
+        ledger = Ledger(_store(url))
         now = datetime.fromisoformat(now_iso)
         site = (
             ledger.delivery_site(guid)

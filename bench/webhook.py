@@ -57,8 +57,9 @@ from governor.github.api import GitHubApp, RepoApi
 from governor.github.auth import app_jwt
 from governor.ledger import Ledger
 from governor.settings import load_settings
-from governor.store import Generation, ObjectStore, Precondition, StoredObject, open_store
+from governor.store import ObjectStore, open_store
 
+from tests.support.counting_store import CountingStore
 from tests.support.e2e import APP_ID, SECRET, deployed_base, function_env, new_repo
 from tests.support.fake_github import Call, FakeGitHub
 from tests.support.functions_server import REPO_ROOT, serve_function
@@ -117,42 +118,6 @@ class Span:
     path: str
     began: float
     ended: float
-
-
-class CountingStore:
-    """The store, with every successful `put` (key, size) and every `get` counted."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.url = inner.url
-        self.write_timeout_s = inner.write_timeout_s
-        self.puts: list[tuple[str, int]] = []
-        self.gets = 0
-
-    def get(self, key: str) -> StoredObject | None:
-        self.gets += 1
-        return self.inner.get(key)
-
-    def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_generation_match: Precondition,
-        timeout_s: float | None = None,
-    ) -> Generation:
-        generation = self.inner.put(
-            key, data, if_generation_match=if_generation_match, timeout_s=timeout_s
-        )
-        self.puts.append((key, len(data)))
-        return generation
-
-    def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
-        self.puts.append((key, 0))
-        self.inner.delete(key, if_generation_match=if_generation_match)
-
-    def list(self, prefix: str = "") -> list[str]:
-        return self.inner.list(prefix)
 
 
 class _Port:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,8 +27,9 @@ from governor.flows.results import FlowResult, to_json
 from governor.github.api import GitHubApp, RepoApi
 from governor.ledger import Ledger
 from governor.settings import AppSettings
-from governor.store import Generation, ObjectStore, Precondition, StoredObject, open_store
+from governor.store import open_store
 
+from tests.support.counting_store import CountingStore
 from tests.support.e2e import APP_ID, deployed_base, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.governed import BASE_POLICY, Governed
@@ -37,39 +37,6 @@ from tests.support.keys import rsa_key_pair
 
 START = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
 _repo_ids = itertools.count(9000)
-
-
-class CountingStore:
-    """The real store, with every put counted per key."""
-
-    def __init__(self, inner: ObjectStore) -> None:
-        self.inner = inner
-        self.url = inner.url
-        self.write_timeout_s = inner.write_timeout_s
-        self.writes: Counter[str] = Counter()
-
-    def get(self, key: str) -> StoredObject | None:
-        return self.inner.get(key)
-
-    def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        if_generation_match: Precondition,
-        timeout_s: float | None = None,
-    ) -> Generation:
-        generation = self.inner.put(
-            key, data, if_generation_match=if_generation_match, timeout_s=timeout_s
-        )
-        self.writes[key] += 1
-        return generation
-
-    def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
-        self.inner.delete(key, if_generation_match=if_generation_match)
-
-    def list(self, prefix: str = "") -> list[str]:
-        return self.inner.list(prefix)
 
 
 class _RecordingApi:
@@ -117,12 +84,12 @@ class World:
 
     def deliver(self, payload: dict[str, Any], event: str = "workflow_run") -> FlowResult:
         """One delivery through the flows; counts start afresh for it."""
-        self.store.writes.clear()
+        self.store.reset()
         self.port.calls.clear()
         return deliveries.handle(self.ctx, Delivery(str(uuid.uuid4()), event, payload))
 
     def state_writes(self) -> int:
-        return sum(n for key, n in self.store.writes.items() if key.endswith("/state.json"))
+        return sum(n for key, n in self.store.writes().items() if key.endswith("/state.json"))
 
     def later(self, delta: timedelta) -> None:
         self.now[0] += delta
@@ -166,8 +133,8 @@ def test_an_allow_takes_three_round_trips_and_four_writes(world: World) -> None:
 
     assert result["decision"] == "ALLOW", result
     assert world.port.round_trips() <= 3, world.port.calls  # the wave, dispatch, status
-    assert sum(world.store.writes.values()) <= 4, world.store.writes
-    assert world.state_writes() <= 2, world.store.writes  # the intent, the run id
+    assert sum(world.store.writes().values()) <= 4, world.store.writes()
+    assert world.state_writes() <= 2, world.store.writes()  # the intent, the run id
 
 
 def test_a_hold_takes_two_round_trips_and_three_writes(world: World) -> None:
@@ -178,7 +145,7 @@ def test_a_hold_takes_two_round_trips_and_three_writes(world: World) -> None:
 
     assert result["reason"] == "high_risk_no_approval", result
     assert world.port.round_trips() <= 2, world.port.calls  # the wave, status
-    assert sum(world.store.writes.values()) <= 3, world.store.writes
+    assert sum(world.store.writes().values()) <= 3, world.store.writes()
 
 
 def test_a_run_that_is_not_a_verification_writes_nothing(world: World) -> None:
@@ -186,7 +153,7 @@ def test_a_run_that_is_not_a_verification_writes_nothing(world: World) -> None:
     sha = world.gov.commit("pr-run", ["src/app.py"])
     result = to_json(world.deliver(world.gov.verified(sha, event="pull_request")))
     assert result["result"] == "ignored"
-    assert world.store.writes == {} and world.port.calls == []
+    assert world.store.writes() == {} and world.port.calls == []
 
 
 def test_a_replayed_verification_is_answered_from_its_record_without_a_write(world: World) -> None:
@@ -199,7 +166,7 @@ def test_a_replayed_verification_is_answered_from_its_record_without_a_write(wor
     again = to_json(world.deliver(payload))
 
     assert again["result"] == "duplicate" and again["outcome"]["decision"] == "ALLOW"
-    assert world.store.writes == {}
+    assert world.store.writes() == {}
 
 
 def test_a_cooldown_ends_at_its_time_on_the_injected_clock(world: World) -> None:
@@ -248,7 +215,7 @@ def test_a_deploy_success_takes_at_most_three_writes(world: World) -> None:
     )
 
     assert result["result"] == "deployed"
-    assert sum(world.store.writes.values()) <= 3, world.store.writes
+    assert sum(world.store.writes().values()) <= 3, world.store.writes()
     assert world.ctx.ledger.read_state(world.gov.repo.repo_id, "x").production_sha == sha
 
 
@@ -262,8 +229,8 @@ def test_a_deploy_failure_takes_at_most_five_writes_two_on_the_state(world: Worl
     )
 
     assert result["result"] == "deploy_failed" and result["appended"] is False
-    assert sum(world.store.writes.values()) <= 5, world.store.writes
-    assert world.state_writes() <= 2, world.store.writes
+    assert sum(world.store.writes().values()) <= 5, world.store.writes()
+    assert world.state_writes() <= 2, world.store.writes()
     assert [i["title"] for i in world.gov.repo.issues()] == [f"Deploy failure: {sha[:7]}"]
 
 

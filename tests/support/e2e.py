@@ -25,7 +25,6 @@ def function_env(fake: FakeGitHub, store_url: str, **extra: str) -> dict[str, st
         "GOVERNOR_GITHUB_APP_ID": APP_ID,
         "GOVERNOR_GITHUB_PRIVATE_KEY": private,
         "GOVERNOR_GITHUB_API_URL": fake.url,
-        "GOVERNOR_DELIVERY_LEASE_S": "3",
         "GOVERNOR_GITHUB_TIMEOUT_S": "2",
         **extra,
     }

@@ -930,11 +930,12 @@ def test_slow_next_does_the_side_effect_then_answers_late(
     fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
 ) -> None:
     repo.add_commit(sha(1), files=[])
-    fake.slow_next("repos/create-commit-status", 0.5)
+    fake.slow_next("repos/create-commit-status", 5.0)
     started = time.monotonic()
     with pytest.raises(httpx.ReadTimeout):
         gh.post(f"{R}/statuses/{sha(1)}", json={"state": "success"}, timeout=0.1)
-    assert time.monotonic() - started < 0.4
+    # The client gave up long before the answer (5 s); the bound leaves load plenty of room.
+    assert time.monotonic() - started < 4.0
     assert [s["state"] for s in repo.statuses(sha(1))] == ["success"]  # it happened anyway
     assert fake.calls_to("repos/create-commit-status")[0].status == 201
     assert gh.post(f"{R}/statuses/{sha(1)}", json={"state": "success"}).status_code == 201

@@ -328,3 +328,38 @@ def test_the_protection_rule_approves_the_current_run_in_process(world: World) -
 
     assert result["result"] == "approved"
     assert world.gov.repo.gate_review(run)["state"] == "approved"  # type: ignore[index]
+
+
+# -- the trusted policy's fallback ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "in_production",
+    [
+        "deploy_workflow: deploy.yml\ndefault_branch: main\n",  # valid for an older governor
+        BASE_POLICY + "enabled: false\n",
+        "verification_workflow: verify-main.yml\n",  # no deploy_workflow
+    ],
+    ids=["invalid", "disabled", "no-deploy-workflow"],
+)
+def test_a_production_policy_that_cannot_govern_falls_back_to_the_default_branch(
+    world: World, in_production: str
+) -> None:
+    deployed_base(world.gov, in_production)
+    sha = world.gov.commit("mended", ["src/app.py"])  # main's policy: BASE_POLICY again
+
+    result = to_json(world.deliver(world.gov.verified(sha)))
+
+    assert result["decision"] == "ALLOW", result
+    record = world.ctx.ledger.read_decision(world.gov.repo.repo_id, sha)
+    assert record is not None and record.latest is not None
+    assert record.latest.inputs["trusted_policy"] == "refs/heads/main"
+
+
+def test_a_valid_production_policy_is_the_trusted_one(world: World) -> None:
+    base = deployed_base(world.gov)
+    sha = world.gov.commit("plain", ["src/app.py"])
+    world.deliver(world.gov.verified(sha))
+    record = world.ctx.ledger.read_decision(world.gov.repo.repo_id, sha)
+    assert record is not None and record.latest is not None
+    assert record.latest.inputs["trusted_policy"] == f"production {base}"

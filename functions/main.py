@@ -160,3 +160,24 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
         )
     log.info("delivery handled: %s", result.kind.value, extra=context)
     return _json(_status_of(result), {**to_json(result), "delivery": delivery.guid})
+
+
+@functions_framework.http
+def decision_page(request: flask.Request) -> flask.Response:
+    """The decision page of one (repository, SHA), behind a signed, expiring link."""
+    from governor.page import endpoint  # loaded on the first page, not for the webhook
+
+    answer = endpoint.answer(
+        request.method,
+        request.args.to_dict(flat=False),
+        settings=_settings,
+        ledger=lambda: Ledger(_store()),
+        now=datetime.now(UTC),
+    )
+    headers = {k: v for k, v in answer.headers.items() if k != "Content-Type"}
+    return flask.Response(
+        answer.body,
+        status=answer.status,
+        headers=headers,
+        content_type=answer.headers["Content-Type"],
+    )

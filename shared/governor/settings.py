@@ -68,6 +68,12 @@ class AppSettings(BaseSettings):
     link_secret: SecretStr | None = Field(
         default=None, description="Key that signs decision page links."
     )
+    link_ttl_days: int = Field(
+        default=30,
+        ge=1,
+        le=365,
+        description="How long a decision page link stays valid; each status carries a fresh one.",
+    )
     mode: Mode = Field(default=Mode.ENFORCE, description="enforce or shadow, for every repo.")
     delivery_lease_s: float = Field(
         default=120,

@@ -3,8 +3,6 @@ an event is about; the read wave; the trusted policy; statuses and decision link
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -12,9 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol, TypeVar
-from urllib.parse import urlencode
 
-from governor import messages
+from governor import links, messages
 from governor.decision import Decision
 from governor.flows.results import Duplicate, Evaluated, FlowResult, InProgress, to_json
 from governor.github.api import RepoApi
@@ -163,18 +160,14 @@ def post_status(
         state=state,
         context=ctx.settings.status_context,
         description=description,
-        target_url=decision_link(ctx.settings, repo.id, sha),
+        target_url=decision_link(ctx.settings, repo.id, sha, ctx.clock()),
     )
 
 
-def decision_link(settings: AppSettings, repo_id: int, sha: str) -> str | None:
-    """A signed link to the decision page; unsigned access is refused there."""
+def decision_link(settings: AppSettings, repo_id: int, sha: str, now: datetime) -> str | None:
+    """A signed link to the decision page, valid for `link_ttl_days` from `now`."""
     if not settings.public_url or settings.link_secret is None:
         return None
-    signature = link_signature(settings.link_secret.get_secret_value(), repo_id, sha)
-    query = urlencode({"repo": repo_id, "sha": sha, "sig": signature})
-    return f"{settings.public_url.rstrip('/')}/?{query}"
-
-
-def link_signature(secret: str, repo_id: int, sha: str) -> str:
-    return hmac.new(secret.encode(), f"{repo_id}:{sha}".encode(), hashlib.sha256).hexdigest()[:32]
+    secret = settings.link_secret.get_secret_value().encode()
+    ttl = timedelta(days=settings.link_ttl_days)
+    return links.make_link(settings.public_url, secret, repo_id, sha, now=now, ttl=ttl)

@@ -81,7 +81,8 @@ def parse_delivery(headers: dict[str, str], body: bytes, secrets: Sequence[bytes
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Built on first use: a cold start builds only the models its event needs.
+    model_config = ConfigDict(extra="ignore", frozen=True, defer_build=True)
 
 
 class _Account(_Payload):

@@ -35,7 +35,8 @@ _SHA = re.compile(r"[0-9a-f]{40}")
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: a cold start builds only the models its event needs.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 # -- claims ----------------------------------------------------------------------------

@@ -103,7 +103,10 @@ class ApprovalMode(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # Built on first use: a cold start builds only the models its event needs.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, str_strip_whitespace=True, defer_build=True
+    )
 
 
 def _check_patterns(patterns: tuple[str, ...]) -> tuple[str, ...]:

@@ -32,7 +32,8 @@ V = TypeVar("V")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built on first use: a cold start builds only the models its event needs.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Dispatch(_Model):

@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
 
-test: lint typecheck unit
+test: lint typecheck unit infra-check workflow-check
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -39,3 +39,31 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(RUN_STORE)
+
+# Lint tools (checkov, zizmor, actionlint) live in their own venv: checkov pins old
+# dependencies that must not meet the project's. Bootstrapped on first use.
+TOOLS       := .tools
+TOOLS_BIN   := $(TOOLS)/bin
+TOOLS_STAMP := $(TOOLS)/.installed
+WORKFLOWS   := $(wildcard .github/workflows/*.yml .github/workflows/examples/*.yml)
+
+.PHONY: tools infra-check workflow-check package
+
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): tools/requirements-tools.txt
+	test -x $(TOOLS_BIN)/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS_BIN)/python -m pip install --quiet --disable-pip-version-check -r tools/requirements-tools.txt
+	touch $@
+
+# Every skipped check is justified inline in infra/*.tf (#checkov:skip=...).
+infra-check: $(TOOLS_STAMP)
+	$(TOOLS_BIN)/checkov -d infra --quiet --compact --skip-download
+
+workflow-check: $(TOOLS_STAMP)
+	$(TOOLS_BIN)/actionlint $(WORKFLOWS)
+	$(TOOLS_BIN)/zizmor --offline --config .github/zizmor.yml $(WORKFLOWS)
+
+# dist/function-source.zip: what Cloud Functions builds (main.py, governor/, requirements.txt).
+package:
+	$(PYTHON) scripts/package.py dist/function-source.zip

@@ -37,6 +37,18 @@ run: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# Headless Chromium (Debian's package) for the decision page's browser test: installed
+# where it is missing and we are root, otherwise a message says how.
+.PHONY: chromium screenshots
+unit: chromium
+
+chromium:
+	scripts/ensure-chromium
+
+# PNGs of the decision page for docs/img (not part of test: tests leave the tree clean).
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m tests.support.page_screenshots docs/img
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache $(RUN_STORE)
 

@@ -22,7 +22,7 @@ from governor.flows.results import Duplicate, FlowResult, Ignored, to_json
 from governor.github.api import GitHubApp, RepoApi
 from governor.github.client import RateLimited
 from governor.ledger import Ledger
-from governor.logs import configure_logging
+from governor.logs import configure_logging, with_request_trace
 from governor.settings import AppSettings, ConfigError, load_settings
 from governor.store import ObjectStore, WriteContention, open_store
 
@@ -102,6 +102,7 @@ def _not_configured(exc: ConfigError) -> flask.Response:
 
 
 @functions_framework.http
+@with_request_trace  # log lines carry the request's Cloud Trace
 def health(request: flask.Request) -> flask.Response:
     """200 when settings load and the store answers; 503 otherwise (details in the log only)."""
     try:
@@ -115,6 +116,7 @@ def health(request: flask.Request) -> flask.Response:
 
 
 @functions_framework.http
+@with_request_trace  # log lines carry the request's Cloud Trace
 def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
     """Receive a GitHub webhook delivery: signature first, then everything else."""
     if request.method != "POST":

@@ -1065,9 +1065,10 @@ def test_app_installations_and_webhook_deliveries(
     assert [(i["id"], i["account"]["login"]) for i in installations] == [(7, OWNER)]
     assert installations[0]["app_slug"] == fake.app_slug == "release-governor"
 
+    now = time.time()
     for n in range(1, 6):
         fake.add_delivery(
-            n, f"guid-{n}", "workflow_run", 200 if n % 2 else 500, delivered_at=1e9 + n
+            n, f"guid-{n}", "workflow_run", 200 if n % 2 else 500, delivered_at=now - 100 + n
         )
     seen: list[int] = []
     url: str | None = "/app/hook/deliveries?per_page=2"

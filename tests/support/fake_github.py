@@ -43,12 +43,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import math
 import re
 import secrets
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ from types import TracebackType
 from typing import Any, Literal, cast
 from urllib.parse import parse_qs, quote, urlencode
 
+import httpx
 import jwt
 from jsonschema import Draft202012Validator
 
@@ -69,6 +72,19 @@ from tests.support.openapi_contract import ContractViolation, OpenApiContract, O
 API_VERSION = "2022-11-28"
 MEDIA_TYPE = "application/vnd.github+json"
 RATE_LIMIT = 5000
+"""An installation's (and the App's) primary rate limit per hour, before scaling."""
+RATE_LIMIT_MAX = 12_500
+"""An installation's limit scales with its repositories up to this (not on GHEC)."""
+RATE_LIMIT_UNAUTHENTICATED = 60
+RATE_LIMIT_WINDOW_S = 3600
+RATE_LIMIT_DOCS = (
+    "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-primary-rate-limits"
+)
+WEBHOOK_TIMEOUT_S = 10.0
+"""github.com cuts a webhook delivery off after 10 s (GitHub Enterprise Server: 30 s)."""
+REDELIVERY_WINDOW_S = 3 * 24 * 3600
+"""github.com redelivers deliveries of the past 3 days only."""
+HOOKSHOT_VERSION = "7e1b2f4"
 MAX_COMPARE_FILES = 300
 COMPARE_DEFAULT_COMMITS = 250
 WEB_URL = "https://github.com"
@@ -125,6 +141,57 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _parse_when(text: str) -> tuple[float, float]:
+    """A date or date-time of the search syntax, as [start, end) in epoch seconds."""
+    value = text.strip()
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        start = datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp()
+        return start, start + 86400
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp(), moment.timestamp() + 1
+
+
+def _created_range(query: str) -> tuple[float, float]:
+    """The [low, high) a `created` qualifier selects (GitHub's search syntax for dates)."""
+    try:
+        if ".." in query:
+            first, _, last = query.partition("..")
+            low = -math.inf if first in ("", "*") else _parse_when(first)[0]
+            high = math.inf if last in ("", "*") else _parse_when(last)[1]
+            return low, high
+        for op in (">=", "<=", ">", "<"):
+            if query.startswith(op):
+                start, end = _parse_when(query[len(op) :])
+                return {
+                    ">=": (start, math.inf),
+                    ">": (end, math.inf),
+                    "<=": (-math.inf, end),
+                    "<": (-math.inf, start),
+                }[op]
+        return _parse_when(query)
+    except ValueError as exc:
+        raise GitHubError(422, f"Invalid created parameter: {query}") from exc
+
+
+def _delivery_status(status_code: int) -> str:
+    """How GitHub words a delivery's outcome for a status code (0: no answer in time)."""
+    if 200 <= status_code < 300:
+        return "OK"
+    if status_code == 0:
+        return "timed out"
+    return f"Invalid HTTP Response: {status_code}"
+
+
+def _bucket_key(installation_id: int | None, *, app: bool) -> str:
+    if app:
+        return "app"
+    if installation_id is None:
+        raise ValueError("name an installation_id, or app=True")
+    return f"installation:{installation_id}"
+
+
 def _node_id(kind: str, number: int) -> str:
     return base64.b64encode(f"0:{kind}{number}".encode()).decode().rstrip("=")
 
@@ -158,6 +225,53 @@ class Call:
     operation_id: str | None
     status: int
     headers: dict[str, str]
+    bucket: str = "anonymous"
+    """The primary rate limit it went to: `app`, `installation:<id>` or `anonymous`."""
+    counted: bool = True
+    """Whether it counted against that limit (a 304 does not, nor a refusal past it)."""
+    at: float = 0.0
+    """When it arrived (time.time())."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """What one webhook delivery by the fake (GitHub's Hookshot) did."""
+
+    delivery_id: int
+    guid: str
+    status_code: int
+    """The webhook's HTTP status; 0 when there was no answer (timed out, no connection)."""
+    status: str
+    """As GitHub words it: `OK`, `Invalid HTTP Response: 503`, `timed out`, ..."""
+    body: Any
+    """The answer's body: parsed JSON, else its text; None without an answer."""
+    duration_s: float
+    redelivery: bool
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+@dataclass
+class _Delivery:
+    delivery_id: int
+    guid: str
+    event: str
+    action: str | None
+    installation_id: int | None
+    repository_id: int | None
+    delivered_at: float
+    redelivery: bool
+    status_code: int
+    status: str
+    duration: float
+    url: str | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    payload: JSON | None = None
+    body: bytes | None = None  # the exact bytes sent (and signed)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str | None = None
 
 
 @dataclass
@@ -177,6 +291,7 @@ class _Answer:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     rate_limited: bool = False
+    uncounted: bool = False  # did not count against the primary rate limit
 
 
 @dataclass
@@ -195,6 +310,7 @@ class _Request:
     query: dict[str, list[str]]
     body: Any
     token: _Token | None
+    bucket: str = "anonymous"
 
     def q(self, name: str) -> str | None:
         values = self.query.get(name)
@@ -321,6 +437,7 @@ class FakeRepo:
         self._files: dict[tuple[str, str], bytes] = {}
         self._workflows: dict[int, _Workflow] = {}
         self._runs: dict[int, _Run] = {}
+        self._runs_by_workflow: dict[int, list[int]] = {}  # oldest first
         self._run_numbers: dict[int, int] = {}
         self._statuses: dict[str, list[JSON]] = {}
         self._issues: dict[int, _Issue] = {}
@@ -895,6 +1012,7 @@ class FakeRepo:
             updated_at=now,
             run_started_at=now,
         )
+        self._runs_by_workflow.setdefault(workflow.workflow_id, []).append(run_id)
         return run_id
 
     def _dispatch(
@@ -962,6 +1080,38 @@ class FakeRepo:
                 display_title=display_title,
                 inputs={},
             )
+
+    def add_completed_run(
+        self,
+        workflow_file: str,
+        *,
+        head_sha: str,
+        event: str = "push",
+        conclusion: str = "success",
+        head_branch: str | None = None,
+        actor: str = "octocat",
+        display_title: str | None = None,
+    ) -> int:
+        """A run that already finished (default: a successful `push` run on the default branch).
+
+        Nothing is delivered: this is a run whose `workflow_run` webhooks never arrived, as
+        when deliveries were dropped. The list-workflow-runs API shows it; returns its id.
+        """
+        if conclusion not in RUN_CONCLUSIONS:
+            raise ValueError(f"not a run conclusion: {conclusion!r}")
+        with self._lock:
+            run_id = self._new_run(
+                self._workflow(workflow_file),
+                event=event,
+                actor=actor,
+                head_branch=head_branch or self.default_branch,
+                head_sha=head_sha,
+                display_title=display_title or f"Run on {head_sha[:7]}",
+                inputs={},
+            )
+            run = self._runs[run_id]
+            run.status, run.conclusion = "completed", conclusion
+            return run_id
 
     def rerun(self, run_id: int, *, actor: str | None = None) -> int:
         """Re-run a completed run (same id, next attempt); returns the new attempt number.
@@ -1539,8 +1689,16 @@ class FakeRepo:
         return _Answer(204)
 
     def _h_list_runs(self, req: _Request) -> _Answer:
+        """A workflow's runs, newest first, filtered like GitHub filters them.
+
+        `status` matches the run's status (`queued`, `in_progress`, `completed`, ...) or its
+        conclusion (`success`, `failure`, ...); `created` takes the search syntax
+        (`>=2024-05-01`, `<2024-05-01T12:00:00Z`, `2024-05-01..2024-05-02`, a bare date for
+        that day). Only the runs of that workflow are looked at, not the repository's.
+        """
         workflow = self._workflow(req.op.path_params["workflow_id"])
-        runs = [r for r in self._runs.values() if r.workflow_id == workflow.workflow_id]
+        ids = self._runs_by_workflow.get(workflow.workflow_id, [])
+        runs = [self._runs[run_id] for run_id in reversed(ids)]  # newest first
         if (event := req.q("event")) is not None:
             runs = [r for r in runs if r.event == event]
         if (branch := req.q("branch")) is not None:
@@ -1553,7 +1711,9 @@ class FakeRepo:
             runs = [r for r in runs if status in (r.status, r.conclusion)]
         if (suite := req.q("check_suite_id")) is not None:
             runs = [r for r in runs if str(r.run_id * 7 + 3) == suite]
-        runs.sort(key=lambda r: r.run_id, reverse=True)
+        if (created := req.q("created")) is not None:
+            low, high = _created_range(created)
+            runs = [r for r in runs if low <= r.created_at < high]
         page_items, links, _ = self._fake.paginate(req, runs)
         return _Answer(
             200,
@@ -1849,6 +2009,18 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def _etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """Whether an If-None-Match header names `etag` (weak comparison, or `*`)."""
+    if not if_none_match:
+        return False
+    wanted = etag.removeprefix("W/")
+    for part in if_none_match.split(","):
+        tag = part.strip()
+        if tag == "*" or tag.removeprefix("W/") == wanted:
+            return True
+    return False
+
+
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     if handler.headers.get("transfer-encoding", "").lower() == "chunked":
         chunks: list[bytes] = []
@@ -1875,8 +2047,21 @@ class FakeGitHub:
         contract: OpenApiContract | None = None,
         app_slug: str = "release-governor",
         latency_s: float = 0.0,
+        webhook_url: str | None = None,
+        webhook_secret: str | None = None,
+        delivery_timeout_s: float = WEBHOOK_TIMEOUT_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.app_id = app_id
+        self.webhook_url = webhook_url
+        """Where `deliver` and redeliveries POST (the App's webhook URL; settable)."""
+        self.webhook_secret = webhook_secret
+        """The App's webhook secret; None: deliveries are not signed, as on GitHub."""
+        self.delivery_timeout_s = delivery_timeout_s
+        """A webhook answering later than this is recorded as `timed out` (GitHub: 10 s)."""
+        self.clock = clock
+        """The time of deliveries (`delivered_at`) and of the 3-day redelivery window."""
+        self.hook_id = 420000000 + int(_hex("hook", app_id)[:6], 16)
         self.latency_s = latency_s
         """Added to every answer, after its side effect (settable at any time): the round
         trip of a far-away GitHub. Each request waits on its own server thread, so
@@ -1889,16 +2074,27 @@ class FakeGitHub:
         self.violations: list[str] = []
         self.redeliveries: list[int] = []
         self._repos: dict[str, FakeRepo] = {}
+        self._by_installation: dict[int, list[FakeRepo]] = {}
+        self._sorted_installations: set[int] = set()  # whose list is sorted by full name
         self._installations: dict[int, tuple[str, float]] = {}  # id -> (account, created)
         self._tokens: dict[str, _Token] = {}
         self._tokens_issued = 0
         self._faults: dict[str, deque[_Fault]] = {}
-        self._deliveries: dict[int, JSON] = {}
+        self._deliveries: dict[int, _Delivery] = {}
+        self._next_delivery = 30_000_000_001
+        self._redelivery_threads: list[threading.Thread] = []
         self._user_ids: dict[str, int] = {}
         self._ids: dict[str, int] = {}
         self._next_run = 1000
-        self._used = 0
-        self._reset_at = int(time.time()) + 3600
+        # primary rate limits: bucket -> requests counted in the current window
+        self._used: dict[str, int] = {}
+        self._counted: dict[str, int] = {}  # since reset_request_counts, per bucket
+        self._uncounted: dict[str, int] = {}
+        self._limits: dict[str, int] = {}  # set_rate_limit overrides
+        self._reset_at = int(time.time()) + RATE_LIMIT_WINDOW_S
+        self._in_flight = 0
+        self.peak_concurrency = 0
+        """The most requests the fake was answering at once (GitHub allows 100)."""
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -1971,8 +2167,48 @@ class FakeGitHub:
                 default_branch=default_branch,
             )
             self._repos[key] = repo
+            self._by_installation.setdefault(installation_id, []).append(repo)
+            self._sorted_installations.discard(installation_id)
             self._installations.setdefault(installation_id, (owner, time.time()))
             return repo
+
+    def add_repos(
+        self,
+        count: int,
+        *,
+        installation_id: int = 1,
+        owner: str = "octo",
+        name_prefix: str = "app",
+        first_repo_id: int = 100_000,
+        default_branch: str = "main",
+        workflows: Sequence[tuple[str, str]] = (),
+    ) -> list[FakeRepo]:
+        """`count` repositories `<owner>/<name_prefix>-<repo id>` of one installation, cheaply.
+
+        Repository ids run from `first_repo_id`. `workflows` are (file name, name) pairs each
+        repository gets, with workflow ids `repo_id * 10 + 1`, `+ 2`, ... in that order.
+        """
+        repos: list[FakeRepo] = []
+        with self.lock:
+            for repo_id in range(first_repo_id, first_repo_id + count):
+                repo = self.add_repo(
+                    owner,
+                    f"{name_prefix}-{repo_id}",
+                    repo_id=repo_id,
+                    installation_id=installation_id,
+                    default_branch=default_branch,
+                )
+                for n, (file_name, name) in enumerate(workflows, start=1):
+                    repo.add_workflow(file_name, name=name, workflow_id=repo_id * 10 + n)
+                repos.append(repo)
+        return repos
+
+    def repos(self, installation_id: int | None = None) -> list[FakeRepo]:
+        """The repositories (of one installation), sorted by full name."""
+        with self.lock:
+            if installation_id is not None:
+                return list(self._installation_repos(installation_id))
+            return sorted(self._repos.values(), key=lambda r: r.full_name.lower())
 
     def repo(self, owner: str, name: str) -> FakeRepo:
         with self.lock:
@@ -2026,25 +2262,306 @@ class FakeGitHub:
         payload: JSON | None = None,
         delivered_at: float | None = None,
         redelivery: bool = False,
+        status: str | None = None,
     ) -> None:
-        """A webhook delivery GitHub made (listed newest first by /app/hook/deliveries)."""
-        ok = 200 <= status_code < 300
+        """Record a delivery GitHub made (listed newest first by /app/hook/deliveries).
+
+        Nothing is sent. `status` defaults to GitHub's wording for `status_code` (`OK`,
+        `Invalid HTTP Response: 500`, `timed out` for 0). A redelivery of it re-sends
+        `payload` to `webhook_url`, if both are set.
+        """
         with self.lock:
-            self._deliveries[delivery_id] = {
-                "id": delivery_id,
-                "guid": guid,
-                "delivered_at": delivered_at if delivered_at is not None else time.time(),
-                "redelivery": redelivery,
-                "duration": 0.12,
-                "status": "OK" if ok else f"Invalid HTTP Response: {status_code}",
-                "status_code": status_code,
-                "event": event,
-                "action": action,
-                "installation_id": installation_id,
-                "repository_id": repository_id,
-                "throttled_at": None,
-                "payload": payload,
-            }
+            self._deliveries[delivery_id] = _Delivery(
+                delivery_id=delivery_id,
+                guid=guid,
+                event=event,
+                action=action,
+                installation_id=installation_id,
+                repository_id=repository_id,
+                delivered_at=delivered_at if delivered_at is not None else self.clock(),
+                redelivery=redelivery,
+                status_code=status_code,
+                status=status or _delivery_status(status_code),
+                duration=0.12,
+                payload=payload,
+            )
+
+    # ----------------------------------------------------------------- webhooks sent
+
+    def deliver(
+        self,
+        event: str,
+        payload: JSON,
+        *,
+        guid: str | None = None,
+        drop: bool = False,
+        url: str | None = None,
+    ) -> Delivered:
+        """Deliver a webhook as GitHub's Hookshot does, record it, and say what happened.
+
+        POSTs the JSON payload to `url` (default `webhook_url`) with GitHub's headers,
+        signed with `webhook_secret` (X-Hub-Signature-256, and the legacy X-Hub-Signature),
+        and records the delivery for the deliveries API. A webhook that does not answer
+        within `delivery_timeout_s` is recorded as `timed out` (status_code 0) and left
+        behind, as GitHub cuts it off; a refused connection as `failed to connect to
+        network`. `drop=True` records a delivery that never reached the URL (`failed to
+        connect to host`, status_code 0) without sending anything. Blocks until done.
+        """
+        target = url or self.webhook_url
+        if target is None and not drop:
+            raise RuntimeError("set FakeGitHub.webhook_url (or pass url=) before deliver()")
+        body = json.dumps(payload).encode()
+        headers = self._hook_headers(event, guid or str(uuid.uuid1()), body)
+        return self._send_delivery(target, headers, body, payload, redelivery=False, drop=drop)
+
+    def _hook_headers(self, event: str, guid: str, body: bytes) -> dict[str, str]:
+        headers = {
+            "Accept": "*/*",
+            "Content-Type": "application/json",
+            "User-Agent": f"GitHub-Hookshot/{HOOKSHOT_VERSION}",
+            "X-GitHub-Delivery": guid,
+            "X-GitHub-Event": event,
+            "X-GitHub-Hook-ID": str(self.hook_id),
+            "X-GitHub-Hook-Installation-Target-ID": self.app_id,
+            "X-GitHub-Hook-Installation-Target-Type": "integration",
+        }
+        return self._signed(headers, body)
+
+    def _signed(self, headers: dict[str, str], body: bytes) -> dict[str, str]:
+        """The headers with the signatures of `body` under the current webhook secret."""
+        signed = {k: v for k, v in headers.items() if not k.startswith("X-Hub-Signature")}
+        if self.webhook_secret is not None:
+            key = self.webhook_secret.encode()
+            sha1 = hmac.new(key, body, hashlib.sha1).hexdigest()
+            sha256 = hmac.new(key, body, hashlib.sha256).hexdigest()
+            signed["X-Hub-Signature"] = f"sha1={sha1}"
+            signed["X-Hub-Signature-256"] = f"sha256={sha256}"
+        return signed
+
+    def _send_delivery(
+        self,
+        target: str | None,
+        headers: dict[str, str],
+        body: bytes,
+        payload: JSON | None,
+        *,
+        redelivery: bool,
+        drop: bool = False,
+    ) -> Delivered:
+        """POST one delivery (outside the lock: the webhook calls this fake back) and record it."""
+        delivered_at = self.clock()
+        began = time.perf_counter()
+        status_code, response_headers, response_text = 0, {}, None
+        if drop or target is None:
+            status = "failed to connect to host"
+        else:
+            try:
+                response = httpx.post(
+                    target, content=body, headers=headers, timeout=self.delivery_timeout_s
+                )
+            except httpx.TimeoutException:
+                status = "timed out"
+            except httpx.TransportError:
+                status = "failed to connect to network"
+            else:
+                if time.perf_counter() - began > self.delivery_timeout_s:
+                    status = "timed out"  # answered, but after GitHub had given up
+                else:
+                    status_code = response.status_code
+                    status = _delivery_status(status_code)
+                    response_headers = dict(response.headers)
+                    response_text = response.text
+        duration = round(time.perf_counter() - began, 3)
+        parsed: Any = None
+        if response_text is not None:
+            try:
+                parsed = json.loads(response_text)
+            except json.JSONDecodeError:
+                parsed = response_text
+        payload_doc = payload if isinstance(payload, dict) else {}
+        installation = payload_doc.get("installation")
+        repository = payload_doc.get("repository")
+        with self.lock:
+            delivery_id = self._new_delivery_id()
+            self._deliveries[delivery_id] = _Delivery(
+                delivery_id=delivery_id,
+                guid=headers["X-GitHub-Delivery"],
+                event=headers["X-GitHub-Event"],
+                action=payload_doc.get("action"),
+                installation_id=installation.get("id") if isinstance(installation, dict) else None,
+                repository_id=repository.get("id") if isinstance(repository, dict) else None,
+                delivered_at=delivered_at,
+                redelivery=redelivery,
+                status_code=status_code,
+                status=status,
+                duration=duration,
+                url=target,
+                request_headers=dict(headers),
+                payload=payload,
+                body=body,
+                response_headers=response_headers,
+                response_body=response_text,
+            )
+        return Delivered(
+            delivery_id=delivery_id,
+            guid=headers["X-GitHub-Delivery"],
+            status_code=status_code,
+            status=status,
+            body=parsed,
+            duration_s=duration,
+            redelivery=redelivery,
+        )
+
+    def _new_delivery_id(self) -> int:
+        while self._next_delivery in self._deliveries:
+            self._next_delivery += 1
+        delivery_id = self._next_delivery
+        self._next_delivery += 1
+        return delivery_id
+
+    def _start_redelivery(self, delivery: _Delivery) -> None:
+        """Re-send a delivery in the background: same GUID, headers and payload, new id.
+
+        It goes to the App's webhook URL as it is now (`webhook_url`), like GitHub, or back
+        to where the delivery went if none is set; signatures are those of the current
+        secret (the same ones unless it was rotated). A delivery recorded by
+        `add_delivery` without a payload, or with nowhere to go, is not re-sent.
+        """
+        target = self.webhook_url or delivery.url
+        body = delivery.body
+        if body is None and delivery.payload is not None:
+            body = json.dumps(delivery.payload).encode()
+        if body is None or target is None:
+            return
+        headers = delivery.request_headers or self._hook_headers(
+            delivery.event, delivery.guid, body
+        )
+        headers = self._signed(headers, body)
+        thread = threading.Thread(
+            target=self._send_delivery,
+            args=(target, headers, body, delivery.payload),
+            kwargs={"redelivery": True},
+            name=f"redeliver-{delivery.delivery_id}",
+            daemon=True,
+        )
+        self._redelivery_threads.append(thread)
+        thread.start()
+
+    def wait_for_redeliveries(self, timeout_s: float = 30.0) -> None:
+        """Wait until every redelivery requested so far has been sent and recorded.
+
+        Raises TimeoutError if some are still under way after `timeout_s`.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self.lock:
+                pending = [t for t in self._redelivery_threads if t.is_alive()]
+                self._redelivery_threads = pending
+            if not pending:
+                return
+            for thread in pending:
+                thread.join(max(deadline - time.monotonic(), 0))
+            if time.monotonic() >= deadline and any(t.is_alive() for t in pending):
+                raise TimeoutError(f"{len(pending)} redeliveries still under way")
+
+    def deliveries(self, guid: str | None = None) -> list[JSON]:
+        """Recorded deliveries (of one GUID), newest first, as get-webhook-delivery shows them."""
+        with self.lock:
+            found = [d for d in self._deliveries.values() if guid is None or d.guid == guid]
+            found.sort(key=lambda d: (d.delivered_at, d.delivery_id), reverse=True)
+            return [self._delivery_json(d) for d in found]
+
+    # ------------------------------------------------------------------ rate limits
+
+    def rate_limit_for(self, installation_id: int | None = None, *, app: bool = False) -> int:
+        """The primary rate limit per hour of an installation (or of the App itself).
+
+        An installation has 5,000, plus 50 per repository beyond 20, up to 12,500 (GitHub's
+        documented scaling for installations outside GitHub Enterprise Cloud), unless
+        `set_rate_limit` says otherwise.
+        """
+        with self.lock:
+            return self._limit(_bucket_key(installation_id, app=app))
+
+    def set_rate_limit(
+        self, limit: int | None, *, installation_id: int | None = None, app: bool = False
+    ) -> None:
+        """Make an installation's (or the App's) limit `limit` (None: GitHub's again)."""
+        key = _bucket_key(installation_id, app=app)
+        with self.lock:
+            if limit is None:
+                self._limits.pop(key, None)
+            else:
+                self._limits[key] = limit
+
+    def _limit(self, bucket: str) -> int:
+        if bucket in self._limits:
+            return self._limits[bucket]
+        if bucket.startswith("installation:"):
+            repos = len(self._by_installation.get(int(bucket.split(":", 1)[1]), []))
+            return min(RATE_LIMIT + 50 * max(repos - 20, 0), RATE_LIMIT_MAX)
+        if bucket == "anonymous":
+            return RATE_LIMIT_UNAUTHENTICATED
+        return RATE_LIMIT
+
+    def counted_requests(self, installation_id: int | None = None, *, app: bool = False) -> int:
+        """Requests that counted against a primary rate limit since the last reset.
+
+        Of one installation (all its tokens share its limit), of the App's JWT (`app=True`),
+        or of every bucket (neither). 304 Not Modified answers do not count.
+        """
+        with self.lock:
+            return self._tally(self._counted, installation_id, app=app)
+
+    def uncounted_requests(self, installation_id: int | None = None, *, app: bool = False) -> int:
+        """Conditional requests answered 304 Not Modified (they do not count), same buckets."""
+        with self.lock:
+            return self._tally(self._uncounted, installation_id, app=app)
+
+    @staticmethod
+    def _tally(counts: dict[str, int], installation_id: int | None, *, app: bool) -> int:
+        if installation_id is None and not app:
+            return sum(counts.values())
+        return counts.get(_bucket_key(installation_id, app=app), 0)
+
+    def reset_request_counts(self) -> None:
+        """Start afresh: counts at zero and a new rate-limit hour (x-ratelimit-used: 0)."""
+        with self.lock:
+            self._used.clear()
+            self._counted.clear()
+            self._uncounted.clear()
+            self._reset_at = int(time.time()) + RATE_LIMIT_WINDOW_S
+            self.peak_concurrency = self._in_flight
+
+    def secondary_points_peak(
+        self, *, installation_id: int | None = None, app: bool = False, window_s: float = 60.0
+    ) -> int:
+        """The most secondary-rate-limit points spent in any `window_s` (GitHub: 900/min).
+
+        GET is 1 point, POST/PATCH/PUT/DELETE 5, as GitHub documents for most endpoints;
+        over the calls recorded (of one bucket, or all).
+        """
+        with self.lock:
+            key = (
+                None
+                if installation_id is None and not app
+                else _bucket_key(installation_id, app=app)
+            )
+            events = [
+                (c.at, 1 if c.method == "GET" else 5)
+                for c in self.calls
+                if key is None or c.bucket == key
+            ]
+        events.sort()
+        peak = total = 0
+        low = 0
+        for at, points in events:
+            total += points
+            while events[low][0] <= at - window_s:
+                total -= events[low][1]
+                low += 1
+            peak = max(peak, total)
+        return peak
 
     def expire_installation_tokens(self) -> None:
         """Make every installation token issued so far expired (GitHub: after one hour)."""
@@ -2145,6 +2662,26 @@ class FakeGitHub:
         query = parse_qs(raw_query, keep_blank_values=True)
         headers = {k.lower(): v for k, v in handler.headers.items()}
         raw_body = _read_body(handler)
+        arrived = time.time()
+        with self.lock:
+            self._in_flight += 1
+            self.peak_concurrency = max(self.peak_concurrency, self._in_flight)
+        try:
+            self._serve_one(handler, method, raw_path, query, headers, raw_body, arrived)
+        finally:
+            with self.lock:
+                self._in_flight -= 1
+
+    def _serve_one(
+        self,
+        handler: BaseHTTPRequestHandler,
+        method: str,
+        raw_path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        raw_body: bytes,
+        arrived: float,
+    ) -> None:
         try:
             parsed: Any = json.loads(raw_body) if raw_body.strip() else None
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -2160,6 +2697,7 @@ class FakeGitHub:
             problems.append(f"missing Accept: {MEDIA_TYPE} on {where}")
 
         op: Operation | None = None
+        bucket = "anonymous"
         try:
             op = self.contract.match(method, raw_path)
         except ContractViolation as exc:
@@ -2174,11 +2712,23 @@ class FakeGitHub:
                 problems.append(f"{where}: {exc}")
                 answer = self._error(400, f"contract violation: {exc}", op)
             else:
-                answer = self._answer(_Request(op, raw_path, query, parsed, None), headers)
+                req = _Request(op, raw_path, query, parsed, None)
+                answer = self._answer(req, headers)
+                bucket = req.bucket
+        answer, data = self._conditional(method, answer, headers.get("if-none-match"))
         with self.lock:
             self.violations.extend(problems)
-            self._used += 1
-            used = self._used
+            if time.time() >= self._reset_at:  # a new rate-limit hour
+                self._used.clear()
+                self._reset_at = int(time.time()) + RATE_LIMIT_WINDOW_S
+            counted = not answer.uncounted
+            if counted:
+                self._used[bucket] = self._used.get(bucket, 0) + 1
+                self._counted[bucket] = self._counted.get(bucket, 0) + 1
+            elif answer.status == 304:
+                self._uncounted[bucket] = self._uncounted.get(bucket, 0) + 1
+            used = self._used.get(bucket, 0)
+            limit = self._limit(bucket)
             self.calls.append(
                 Call(
                     method=method,
@@ -2188,12 +2738,36 @@ class FakeGitHub:
                     operation_id=op.operation_id if op else None,
                     status=answer.status,
                     headers=headers,
+                    bucket=bucket,
+                    counted=counted,
+                    at=arrived,
                 )
             )
         delay_s = answer.delay_s + self.latency_s
         if delay_s > 0:
             self._stopping.wait(delay_s)
-        self._write(handler, answer, used)
+        self._write(handler, answer, data, used, limit)
+
+    @staticmethod
+    def _conditional(
+        method: str, answer: _Answer, if_none_match: str | None
+    ) -> tuple[_Answer, bytes]:
+        """The answer and its body's bytes, turned into 304 Not Modified if it still matches.
+
+        Every successful GET carries a strong ETag of its exact body (for a list, of that
+        page); a conditional GET whose If-None-Match names it answers 304 without a body,
+        which does not count against the primary rate limit. GitHub sends 304 for any
+        conditional GET, whether or not the description of the operation lists it (most do
+        not), so the contract does not restrict it.
+        """
+        data = b"" if answer.body is None else json.dumps(answer.body).encode()
+        if method != "GET" or answer.status != 200:
+            return answer, data
+        etag = f'"{hashlib.sha256(data).hexdigest()}"'
+        answer.headers["etag"] = etag
+        if not _etag_matches(if_none_match, etag):
+            return answer, data
+        return _Answer(304, None, dict(answer.headers), answer.delay_s, uncounted=True), b""
 
     def _error(
         self,
@@ -2218,10 +2792,14 @@ class FakeGitHub:
                 repo: FakeRepo | None = None
                 if req.path == "/app" or req.path.startswith("/app/"):
                     self._check_jwt(headers.get("authorization"))
+                    req.bucket = "app"
                 else:
                     req.token = self._check_token(headers.get("authorization"))
-                    if "owner" in op.path_params and "repo" in op.path_params:
-                        repo = self._repo_for(req.token, op)
+                    req.bucket = f"installation:{req.token.installation_id}"
+                if self._used.get(req.bucket, 0) >= self._limit(req.bucket):
+                    return self._primary_limit_exceeded(req, op)
+                if req.token is not None and {"owner", "repo"} <= op.path_params.keys():
+                    repo = self._repo_for(req.token, op)
                 faults = self._faults.get(op.operation_id)
                 fault = faults.popleft() if faults else None
                 if fault is not None and fault.kind == "fail":
@@ -2263,6 +2841,17 @@ class FakeGitHub:
             with self.lock:
                 self.violations.append(f"fake GitHub failed on {op.operation_id}: {exc!r}")
             return self._error(500, f"fake GitHub failed: {exc!r}", op)
+
+    def _primary_limit_exceeded(self, req: _Request, op: Operation) -> _Answer:
+        """403 with x-ratelimit-remaining 0, as GitHub answers past the primary limit."""
+        if req.token is not None:
+            message = f"API rate limit exceeded for installation ID {req.token.installation_id}."
+        else:
+            message = f"API rate limit exceeded for app ID {self.app_id}."
+        answer = self._error(403, message, op)
+        answer.body["documentation_url"] = RATE_LIMIT_DOCS
+        answer.rate_limited = answer.uncounted = True
+        return answer
 
     def _check_jwt(self, authorization: str | None) -> None:
         undecodable = GitHubError(401, "A JSON web token could not be decoded")
@@ -2339,10 +2928,12 @@ class FakeGitHub:
         return handler(req)
 
     def _installation_repos(self, installation_id: int) -> list[FakeRepo]:
-        return sorted(
-            (r for r in self._repos.values() if r.installation_id == installation_id),
-            key=lambda r: r.full_name.lower(),
-        )
+        """The installation's repositories by full name (kept sorted, not re-sorted each time)."""
+        repos = self._by_installation.get(installation_id, [])
+        if installation_id not in self._sorted_installations:
+            repos.sort(key=lambda r: r.full_name.lower())
+            self._sorted_installations.add(installation_id)
+        return repos
 
     def _h_access_token(self, req: _Request) -> _Answer:
         installation_id = int(req.op.path_params["installation_id"])
@@ -2459,70 +3050,125 @@ class FakeGitHub:
             links,
         )
 
-    def _delivery_summary(self, delivery: JSON) -> JSON:
-        summary = {k: v for k, v in delivery.items() if k != "payload"}
-        summary["delivered_at"] = iso(delivery["delivered_at"])
-        return summary
+    @staticmethod
+    def _delivery_summary(delivery: _Delivery) -> JSON:
+        """The 'simple webhook delivery' of the list."""
+        return {
+            "id": delivery.delivery_id,
+            "guid": delivery.guid,
+            "delivered_at": iso(delivery.delivered_at),
+            "redelivery": delivery.redelivery,
+            "duration": delivery.duration,
+            "status": delivery.status,
+            "status_code": delivery.status_code,
+            "event": delivery.event,
+            "action": delivery.action,
+            "installation_id": delivery.installation_id,
+            "repository_id": delivery.repository_id,
+            "throttled_at": None,
+        }
+
+    def _delivery_json(self, delivery: _Delivery) -> JSON:
+        """The 'webhook delivery' of get-webhook-delivery: the summary, request and response."""
+        doc = self._delivery_summary(delivery)
+        doc["url"] = delivery.url or ""  # the URL the delivery was sent to
+        headers = delivery.request_headers or {
+            "Accept": "*/*",
+            "Content-Type": "application/json",
+            "User-Agent": f"GitHub-Hookshot/{HOOKSHOT_VERSION}",
+            "X-GitHub-Delivery": delivery.guid,
+            "X-GitHub-Event": delivery.event,
+        }
+        doc["request"] = {"headers": dict(headers), "payload": delivery.payload}
+        doc["response"] = {
+            "headers": dict(delivery.response_headers) if delivery.response_headers else None,
+            "payload": delivery.response_body,
+        }
+        return doc
 
     def _h_list_deliveries(self, req: _Request) -> _Answer:
+        """Deliveries newest first, a page at a time; the Link header carries the cursors.
+
+        `status=success` keeps status codes 200-399 and `status=failure` 400-599, as the
+        description says: a delivery that got no answer (status_code 0: timed out, no
+        connection) is in neither, so a client looking for failures reads `status`, not
+        the filter (GitHub's own redelivery script looks for `status != "OK"`). A cursor
+        names the first delivery of its page, so new deliveries do not shift the pages.
+        """
         deliveries = sorted(
-            self._deliveries.values(), key=lambda d: (d["delivered_at"], d["id"]), reverse=True
+            self._deliveries.values(),
+            key=lambda d: (d.delivered_at, d.delivery_id),
+            reverse=True,
         )
         if (status := req.q("status")) is not None:
-            want_ok = status == "success"
-            deliveries = [d for d in deliveries if (200 <= d["status_code"] < 300) == want_ok]
+            low, high = (200, 399) if status == "success" else (400, 599)
+            deliveries = [d for d in deliveries if low <= d.status_code <= high]
         per_page = min(max(int(req.q("per_page") or 30), 1), 100)
         start = 0
         if (cursor := req.q("cursor")) is not None:
-            ids = [f"v1_{d['id']}" for d in deliveries]
+            ids = [f"v1_{d.delivery_id}" for d in deliveries]
             if cursor not in ids:
                 raise GitHubError(422, "Invalid cursor")
             start = ids.index(cursor)
         chunk = deliveries[start : start + per_page]
-        headers: dict[str, str] = {}
+        kept = [(k, v) for k, vs in req.query.items() if k != "cursor" for v in vs]
+
+        def link(delivery: _Delivery, rel: str) -> str:
+            params = urlencode([*kept, ("cursor", f"v1_{delivery.delivery_id}")])
+            return f'<{self.url}{req.path}?{params}>; rel="{rel}"'
+
+        links: list[str] = []
         if start + per_page < len(deliveries):
-            following = deliveries[start + per_page]
-            kept = [(k, v) for k, vs in req.query.items() if k != "cursor" for v in vs]
-            params = urlencode([*kept, ("cursor", f"v1_{following['id']}")])
-            headers["link"] = f'<{self.url}{req.path}?{params}>; rel="next"'
+            links.append(link(deliveries[start + per_page], "next"))
+        if start > 0:
+            links.append(link(deliveries[max(start - per_page, 0)], "prev"))
+        headers = {"link": ", ".join(links)} if links else {}
         return _Answer(200, [self._delivery_summary(d) for d in chunk], headers)
 
     def _h_get_delivery(self, req: _Request) -> _Answer:
         delivery = self._deliveries.get(int(req.op.path_params["delivery_id"]))
         if delivery is None:
             raise _not_found()
-        doc = self._delivery_summary(delivery)
-        doc["url"] = f"{self.url}/app/hook/deliveries/{delivery['id']}"
-        doc["request"] = {
-            "headers": {
-                "Accept": "*/*",
-                "Content-Type": "application/json",
-                "User-Agent": "GitHub-Hookshot/fake",
-                "X-GitHub-Delivery": delivery["guid"],
-                "X-GitHub-Event": delivery["event"],
-            },
-            "payload": delivery["payload"],
-        }
-        doc["response"] = {"headers": {}, "payload": None}
-        return _Answer(200, doc)
+        return _Answer(200, self._delivery_json(delivery))
 
     def _h_redeliver(self, req: _Request) -> _Answer:
+        """Accept a redelivery (202 at once) and send it in the background.
+
+        Only deliveries of the past 3 days are redelivered (github.com's window); an older
+        one answers 422, the status the description gives for a refused redelivery.
+        """
         delivery_id = int(req.op.path_params["delivery_id"])
-        if delivery_id not in self._deliveries:
+        delivery = self._deliveries.get(delivery_id)
+        if delivery is None:
             raise _not_found()
+        if self.clock() - delivery.delivered_at > REDELIVERY_WINDOW_S:
+            raise GitHubError(
+                422,
+                "Validation Failed",
+                errors=[
+                    {
+                        "resource": "HookDelivery",
+                        "code": "custom",
+                        "field": "delivered_at",
+                        "message": "Deliveries older than 3 days cannot be redelivered",
+                    }
+                ],
+            )
         self.redeliveries.append(delivery_id)
+        self._start_redelivery(delivery)
         return _Answer(202, {})
 
     # --------------------------------------------------------------------- writing
 
-    def _write(self, handler: BaseHTTPRequestHandler, answer: _Answer, used: int) -> None:
-        data = b"" if answer.body is None else json.dumps(answer.body).encode()
-        remaining = 0 if answer.rate_limited else max(RATE_LIMIT - used, 0)
+    def _write(
+        self, handler: BaseHTTPRequestHandler, answer: _Answer, data: bytes, used: int, limit: int
+    ) -> None:
+        remaining = 0 if answer.rate_limited else max(limit - used, 0)
         headers = {
-            "x-ratelimit-limit": str(RATE_LIMIT),
+            "x-ratelimit-limit": str(limit),
             "x-ratelimit-remaining": str(remaining),
             "x-ratelimit-reset": str(self._reset_at),
-            "x-ratelimit-used": str(min(used, RATE_LIMIT)),
+            "x-ratelimit-used": str(min(used, limit)),
             "x-ratelimit-resource": "core",
             "x-github-request-id": self._request_id(),
             "x-github-api-version-selected": API_VERSION,

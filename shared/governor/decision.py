@@ -42,6 +42,9 @@ class Reason(StrEnum):
     GOVERNOR_ERROR = "governor_error"
     NOT_GOVERNOR_RUN = "not_governor_run"
     """Protection rule: the run asking to deploy is not a deploy the governor dispatched."""
+    DEPLOY_CANCELLED = "deploy_cancelled"
+    """The governor's deploy run of this SHA was cancelled: it goes again only when a
+    person asks (re-run the verification, or approve it)."""
 
 
 @dataclass(frozen=True, slots=True)

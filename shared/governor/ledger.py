@@ -23,8 +23,9 @@ from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
 from governor.state import ReleaseState, new_state
-from governor.store import ObjectStore, update
+from governor.store import ObjectStore, PreconditionFailed, update
 from governor.store.envelope import new_token
 
 DEFAULT_LEASE: Final = timedelta(seconds=120)
@@ -146,6 +147,16 @@ class Evaluation(_Doc):
     until: datetime | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
 
+    def decides_as(self, other: Evaluation) -> bool:
+        """Same outcome, reason, risk, detail and end: nothing new to record or tell."""
+        return (self.outcome, self.reason, self.until, self.risk, self.detail) == (
+            other.outcome,
+            other.reason,
+            other.until,
+            other.risk,
+            other.detail,
+        )
+
 
 class DecisionRecord(_Doc):
     schema_version: Literal[1] = 1
@@ -163,19 +174,9 @@ class DecisionRecord(_Doc):
         return self.evaluations[-1] if self.evaluations else None
 
 
-def _same_outcome(a: Evaluation, b: Evaluation) -> bool:
-    return (a.outcome, a.reason, a.until, a.risk, a.detail) == (
-        b.outcome,
-        b.reason,
-        b.until,
-        b.risk,
-        b.detail,
-    )
-
-
 def _append(record: DecisionRecord, evaluation: Evaluation) -> DecisionRecord:
     """`record` with `evaluation` kept; unchanged if it decided what the latest did."""
-    if record.latest is not None and _same_outcome(record.latest, evaluation):
+    if record.latest is not None and record.latest.decides_as(evaluation):
         return record
     kept = (*record.evaluations, evaluation)
     if len(kept) > MAX_EVALUATIONS_KEPT:
@@ -337,6 +338,60 @@ class Ledger:
         update(self.store, run_key(repo_id, run_id, attempt), mark)
         return was
 
+    def claim_entry(self, site: ClaimSite) -> ClaimEntry | None:
+        """The claim at `site` as stored now (None: never claimed)."""
+        current = self.store.get(site.key)
+        return site.entry(None if current is None else current.data)
+
+    # retention
+
+    def expire(
+        self, now: datetime, *, retention: timedelta, audit_retention: timedelta, limit: int
+    ) -> int:
+        """Delete delivery claims and run records unchanged for `retention`, and decision
+        records unchanged for `audit_retention`; at most `limit`. The release state and
+        the cursor are never expired. Returns how many were deleted."""
+        deleted = 0
+        for key in [*self.store.list("deliveries/"), *self.store.list("repos/")]:
+            if deleted >= limit:
+                break
+            if _DECISION_KEY.fullmatch(key):
+                keep = audit_retention
+            elif key.startswith("deliveries/") or _RUN_KEY.fullmatch(key):
+                keep = retention
+            else:
+                continue  # release states, anything else: never expired
+            current = self.store.get(key)
+            if current is None:
+                continue
+            changed = _last_change(key, current.data)
+            if changed is None or now - changed < keep:
+                continue
+            with contextlib.suppress(PreconditionFailed):  # changed meanwhile: it stays
+                self.store.delete(key, if_generation_match=current.generation)
+                deleted += 1
+        return deleted
+
+    # reconcile's cursor
+
+    def read_cursor(self) -> ReconcileCursor:
+        current = self.store.get(CURSOR_KEY)
+        if current is None:
+            return ReconcileCursor()
+        return ReconcileCursor.model_validate_json(current.data)
+
+    def update_cursor(self, fn: Callable[[ReconcileCursor], ReconcileCursor]) -> ReconcileCursor:
+        """Apply `fn` to the newest cursor (again on a conflict with another reconcile)."""
+
+        def apply(old: bytes | None) -> bytes:
+            before = ReconcileCursor() if old is None else ReconcileCursor.model_validate_json(old)
+            after = fn(before)
+            if after == before and old is not None:
+                return old
+            return after.model_dump_json().encode()
+
+        return ReconcileCursor.model_validate_json(update(self.store, CURSOR_KEY, apply).data)
+
     # release state
 
     def read_state(self, repo_id: int, repo: str) -> ReleaseState:
@@ -383,6 +438,24 @@ class Ledger:
     def read_decision(self, repo_id: int, sha: str) -> DecisionRecord | None:
         current = self.store.get(decision_key(repo_id, sha))
         return None if current is None else DecisionRecord.model_validate_json(current.data)
+
+
+_DECISION_KEY: Final = re.compile(r"repos/[0-9]+/decisions/[0-9a-f]{40}\.json")
+_RUN_KEY: Final = re.compile(r"repos/[0-9]+/runs/[0-9]+-[0-9]+\.json")
+
+
+def _last_change(key: str, data: bytes) -> datetime | None:
+    """When a record last changed, from its own timestamps (None: unreadable, kept)."""
+    try:
+        if key.startswith("deliveries/"):
+            return DeliveryRecord.model_validate_json(data).updated_at
+        if _RUN_KEY.fullmatch(key):
+            return _run_record(data).claim.updated_at
+        record = DecisionRecord.model_validate_json(data)
+    except ValueError:
+        return None
+    moments = [e.at for e in record.evaluations] + [c.updated_at for c in record.claims.values()]
+    return max(moments) if moments else None
 
 
 def _run_record(data: bytes) -> RunRecord:

@@ -16,8 +16,19 @@ NOT_GOVERNOR_RUN_HINT: Final = (
 )
 
 
+RECONCILE_EVERY_MINUTES: Final = 5
+"""How often the scheduled reconcile runs (infra/ schedules it so): a hold that clears by
+itself is taken up again within this long after it clears."""
+
+
 def _when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else "a manual lift"
+
+
+def _resumes_after(moment: datetime | None) -> str:
+    if moment is None:
+        return "held until the freeze is lifted by hand"
+    return f"resumes within {RECONCILE_EVERY_MINUTES} min after {_when(moment)}"
 
 
 def unblock_hint(decision: Decision, policy: Policy | PolicyProblem | None) -> str:
@@ -34,15 +45,22 @@ def unblock_hint(decision: Decision, policy: Policy | PolicyProblem | None) -> s
         Reason.POLICY_INVALID: "fix the key named in .github/release-governor.yml",
         Reason.DEPLOY_NOT_CONFIGURED: "set deploy_workflow in .github/release-governor.yml",
         Reason.SUPERSEDED: "a newer SHA ships instead; nothing to do",
-        Reason.FREEZE_WINDOW: f"resumes by itself at {_when(decision.until)}",
+        Reason.FREEZE_WINDOW: _resumes_after(decision.until),
         Reason.FIRST_DEPLOY_REQUIRED: how_to_approve,
-        Reason.DEGRADED_HIGH_RISK: "resolve the production incident, then it resumes",
-        Reason.COOLDOWN: f"resumes by itself at {_when(decision.until)}",
-        Reason.RATE_LIMIT: f"resumes by itself at {_when(decision.until)}",
-        Reason.DEGRADED_MEDIUM_HOLD: "resolve the production incident, then it resumes",
+        Reason.DEGRADED_HIGH_RISK: (
+            f"close the incident issue; it resumes within {RECONCILE_EVERY_MINUTES} min"
+        ),
+        Reason.COOLDOWN: _resumes_after(decision.until),
+        Reason.RATE_LIMIT: _resumes_after(decision.until),
+        Reason.DEGRADED_MEDIUM_HOLD: (
+            f"close the incident issue; it resumes within {RECONCILE_EVERY_MINUTES} min"
+        ),
         Reason.HIGH_RISK_NO_APPROVAL: how_to_approve,
         Reason.RISK_UNKNOWN: f"diff too large to judge; {how_to_approve}",
-        Reason.GOVERNOR_ERROR: "retried automatically by reconcile",
+        Reason.GOVERNOR_ERROR: f"retried by reconcile within {RECONCILE_EVERY_MINUTES} min",
+        Reason.DEPLOY_CANCELLED: (
+            f"to deploy it after all, re-run its verification or {how_to_approve}"
+        ),
     }
     return hints.get(decision.reason, "")
 

@@ -85,6 +85,44 @@ class AppSettings(BaseSettings):
     github_timeout_s: float = Field(
         default=10, gt=0, le=120, description="Timeout of one request to GitHub."
     )
+    webhook_deadline_s: float = Field(
+        default=8,
+        gt=0,
+        le=600,
+        description="Time budget of one webhook request, GitHub calls and store waits included; "
+        "past it the request answers 503 and reconcile redelivers it. GitHub.com gives up on a "
+        "webhook after 10 s; GitHub Enterprise Server may wait longer.",
+    )
+    reconcile_budget_s: float = Field(
+        default=240,
+        gt=0,
+        le=3600,
+        description="Time budget of one reconcile run; keep it under the function's timeout "
+        "(infra/ gives reconcile 300 s). A run stops before it and resumes from its cursor.",
+    )
+    reconcile_max_repos: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Repositories one reconcile run visits (round-robin across runs).",
+    )
+    reconcile_max_redeliveries: int = Field(
+        default=20, ge=0, le=1000, description="Webhook redeliveries one reconcile run asks for."
+    )
+    retention_days: int = Field(
+        default=30,
+        ge=4,
+        le=3650,
+        description="Delivery claims and run records are kept this long (at least 4 days: "
+        "longer than GitHub's 3-day redelivery window). GCS and S3 lifecycle rules must match.",
+    )
+    audit_retention_days: int = Field(
+        default=400,
+        ge=4,
+        le=36500,
+        description="Decision records (the evaluations `governor explain` and `simulate` "
+        "read) are kept this long after their last change.",
+    )
 
     @field_validator("webhook_secret", "webhook_secret_previous", "link_secret")
     @classmethod

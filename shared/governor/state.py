@@ -264,6 +264,27 @@ def record_run(
     return _next(state, now, dispatches=dispatches)
 
 
+def deploy_cancelled(state: ReleaseState, sha: str, run_id: int, now: datetime) -> ReleaseState:
+    """The deploy run `run_id` of `sha` was cancelled while its dispatch was the newest.
+
+    The dispatch is dropped, so the SHA can be dispatched again, and a `deploy_cancelled`
+    hold says why it is not going out: nothing resumes it by itself (someone cancelled
+    it), a re-run of the verification or an approval does. Idempotent.
+    """
+    live = state.dispatch_for(sha)
+    if live is None or live.run_id != run_id or state.dispatches[-1] != live:
+        return state  # already dropped, another run, or overtaken by a newer dispatch
+    if state.production_sha == sha:
+        return state  # a cancelled re-run of what is in production changes nothing
+    hold = Hold(sha=sha, reason="deploy_cancelled", at=now)
+    return _next(
+        state,
+        now,
+        dispatches=tuple(d for d in state.dispatches if d is not live),
+        holds={**state.holds, sha: hold},
+    )
+
+
 def deploy_succeeded(state: ReleaseState, sha: str, now: datetime) -> ReleaseState:
     """`sha` is in production now: previous <- current <- sha."""
     if state.production_sha == sha:

@@ -22,6 +22,7 @@ from governor.events import Ignored as IgnoredEvent
 from governor.flows import approval, deploy_outcome, protection_rule, verification
 from governor.flows.context import Context, Repo, claimed
 from governor.flows.results import FlowResult, Ignored
+from governor.ledger import ClaimSite
 
 log = logging.getLogger("governor.flows.delivery")
 
@@ -44,7 +45,7 @@ def route(ctx: Context, event: Event, guid: str) -> FlowResult:
         if event.workflow_run.event == "workflow_dispatch":
             return deploy_outcome.on_deploy_completed(ctx, repo, event, guid)
         return verification.on_verification(ctx, repo, event, guid)
-    site = ctx.ledger.delivery_site(identity(event))
+    site = site_of(ctx, event)
     if isinstance(event, PullRequestLabeled):
         labeled = event
         return claimed(
@@ -67,6 +68,17 @@ def route(ctx: Context, event: Event, guid: str) -> FlowResult:
         guid,
         lambda _c: protection_rule.on_protection_rule(ctx, repo, request),
     )
+
+
+def site_of(ctx: Context, event: Event) -> ClaimSite:
+    """Where the claim of an event's work is kept: the SHA's decision record for a
+    verification, the run record for a deploy outcome, else the delivery's own record."""
+    if isinstance(event, WorkflowRunCompleted):
+        run, repo = event.workflow_run, event.repository
+        if run.event == "workflow_dispatch":
+            return ctx.ledger.run_site(repo.id, run.id, run.run_attempt)
+        return ctx.ledger.decision_site(repo.id, repo.full_name, run.head_sha, identity(event))
+    return ctx.ledger.delivery_site(identity(event))
 
 
 def repo_of(ctx: Context, event: Event) -> Repo:

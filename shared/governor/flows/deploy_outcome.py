@@ -14,10 +14,11 @@ from typing import Final
 
 from governor import messages
 from governor import state as transitions
+from governor.decision import Decision, Outcome, Reason
 from governor.deploy_runs import RunInfo
 from governor.events import WorkflowRunCompleted
 from governor.flows import dispatch
-from governor.flows.context import Context, Repo, claimed
+from governor.flows.context import Context, Repo, claimed, post_status
 from governor.flows.results import DeployOutcome, Duplicate, Ignored, InProgress, Kind
 from governor.state import Dispatch, ReleaseState
 
@@ -28,7 +29,14 @@ FAILURE_LABELS: Final = ("deploy-failure", "severity:high")
 def on_deploy_completed(
     ctx: Context, repo: Repo, event: WorkflowRunCompleted, delivery: str
 ) -> DeployOutcome | Ignored | Duplicate | InProgress:
-    run = RunInfo.from_json(event.workflow_run.model_dump())
+    return on_run_completed(ctx, repo, RunInfo.from_json(event.workflow_run.model_dump()), delivery)
+
+
+def on_run_completed(
+    ctx: Context, repo: Repo, run: RunInfo, delivery: str
+) -> DeployOutcome | Ignored | Duplicate | InProgress:
+    """A run completed, as a webhook told it or as reconcile read it (`delivery`: the
+    GUID, or what reconcile calls its own claim)."""
     if run.status not in (None, "completed"):
         return Ignored(f"deploy run {run.id} is {run.status}")
     state = ctx.ledger.read_state(repo.id, repo.full_name)
@@ -45,7 +53,9 @@ def on_deploy_completed(
     return claimed(ctx, site, "workflow_run", delivery, lambda _claim: _apply(ctx, repo, run, ours))
 
 
-def _apply(ctx: Context, repo: Repo, run: RunInfo, ours: Dispatch) -> DeployOutcome:
+def _apply(  # noqa: PLR0911  (one return per outcome)
+    ctx: Context, repo: Repo, run: RunInfo, ours: Dispatch
+) -> DeployOutcome:
     sha, conclusion, now = ours.sha, run.conclusion or "unknown", ctx.clock()
 
     def outcome(
@@ -65,6 +75,24 @@ def _apply(ctx: Context, repo: Repo, run: RunInfo, ours: Dispatch) -> DeployOutc
             repo.id, repo.full_name, lambda s: transitions.deploy_succeeded(with_run(s), sha, now)
         )
         return outcome(Kind.DEPLOYED)
+    if conclusion == "cancelled":
+        # GitHub's concurrency group cancels an older pending run when a newer one
+        # queues: that SHA is superseded. Cancelled while newest: it may go again.
+        after = ctx.ledger.transition(
+            repo.id,
+            repo.full_name,
+            lambda s: transitions.deploy_cancelled(with_run(s), sha, run.id, now),
+        )
+        if after.dispatch_for(sha) is None and after.production_sha != sha:
+            cancelled = Decision(
+                Outcome.HOLD,
+                Reason.DEPLOY_CANCELLED,
+                None,
+                f"deploy run {run.id} was cancelled",
+            )
+            post_status(ctx, repo, sha, cancelled, policy=None, mode=ctx.settings.mode)
+            return outcome(Kind.DEPLOY_CANCELLED)
+        return outcome(Kind.DEPLOY_SUPERSEDED)
     if conclusion not in DEPLOY_FAILURES:
         ctx.ledger.transition(repo.id, repo.full_name, with_run)
         return outcome(Kind.DEPLOY_NOT_FAILED)

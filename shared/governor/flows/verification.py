@@ -45,6 +45,8 @@ from governor.store.envelope import new_token
 
 log = logging.getLogger("governor.flows.verification")
 
+RECONCILE: Final = "reconcile"
+"""The trigger of evaluations the scheduled reconcile makes."""
 DEFAULT_DEGRADED_LABEL: Final = DegradedPolicy().issue_label
 """Read in the first wave on speculation: most policies keep the default label."""
 
@@ -319,7 +321,6 @@ def _act(
             )
         sent = dispatch.send(ctx, repo, live)
         kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
-    post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
     evaluation = Evaluation(
         at=facts.now,
         delivery=delivery,
@@ -331,6 +332,10 @@ def _act(
         until=decision.until,
         inputs=verdict.summary(facts),
     )
+    if sent is None and trigger == RECONCILE and _decided_so_before(ctx, repo, sha, evaluation):
+        # A hold re-checked on schedule that still holds: its status and record stand.
+        return Evaluated(Kind.UNCHANGED, sha, decision.outcome, decision.reason.value)
+    post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
     if record:
         ctx.ledger.record_evaluation(repo.id, repo.full_name, sha, evaluation)
     log.info(
@@ -351,6 +356,12 @@ def _act(
         dispatch=sent,
         record=None if record else evaluation,
     )
+
+
+def _decided_so_before(ctx: Context, repo: Repo, sha: str, evaluation: Evaluation) -> bool:
+    previous = ctx.ledger.read_decision(repo.id, sha)
+    latest = previous.latest if previous is not None else None
+    return latest is not None and latest.decides_as(evaluation)
 
 
 def _hold_after_churn(

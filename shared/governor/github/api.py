@@ -6,8 +6,8 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
-from urllib.parse import quote
+from typing import Any, Final, Generic, TypeVar
+from urllib.parse import parse_qs, quote, urlsplit
 
 from governor.github.auth import InstallationToken, TokenCache, app_jwt
 from governor.github.client import GitHubClient, GitHubError, NotFound
@@ -17,6 +17,41 @@ from governor.risk import ChangedFile, Comparison
 COMPARE_FILE_LIMIT: Final = 300
 """GitHub lists at most 300 files for a comparison; a list that long may be cut short."""
 _LEGACY_PERMISSION: Final = {"admin": "admin", "write": "write", "read": "read"}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Conditional(Generic[T]):
+    """The answer to a conditional GET: `changed` False (a 304) means `value` is None and
+    the caller's copy stands."""
+
+    changed: bool
+    value: T | None
+    etag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledRepo:
+    id: int
+    full_name: str
+    default_branch: str
+    installation_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class HookDelivery:
+    """One attempt at a webhook delivery (GET /app/hook/deliveries)."""
+
+    id: int
+    guid: str
+    delivered_at: datetime
+    redelivery: bool
+    status_code: int
+    event: str
+
+    @property
+    def succeeded(self) -> bool:
+        return 200 <= self.status_code < 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +155,21 @@ class RepoApi:
         body = self._client.get(self._repo("actions", "workflows", workflow, "runs"), params).json()
         runs: list[dict[str, Any]] = body.get("workflow_runs", [])
         return runs
+
+    def newest_successful_push_run(
+        self, workflow: str, branch: str, *, etag: str | None = None
+    ) -> Conditional[dict[str, Any]]:
+        """The newest successful `push` run of `workflow` on `branch` (value None: no such
+        run), asked conditionally: unchanged answers cost no rate limit."""
+        response = self._client.get(
+            self._repo("actions", "workflows", workflow, "runs"),
+            {"branch": branch, "event": "push", "status": "success", "per_page": 1},
+            etag=etag,
+        )
+        if response.status_code == 304:
+            return Conditional(False, None, etag)
+        runs = response.json().get("workflow_runs") or []
+        return Conditional(True, runs[0] if runs else None, response.headers.get("etag"))
 
     def review_protection_rule(
         self, run_id: int, *, environment: str, approved: bool, comment: str
@@ -226,7 +276,63 @@ class GitHubApp:
             self._slug = slugs[0]
         return self._slug
 
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
+    def installation_ids(self) -> list[int]:
+        return [
+            int(installation["id"])
+            for page in self._app_client.paginate(_path("app", "installations"))
+            for installation in page.json()
+        ]
+
+    def installed_repos(self, installation_id: int) -> list[InstalledRepo]:
+        """The repositories an installation can reach (the App's token for it)."""
+        client = self._installation_client(installation_id)
+        return [
+            InstalledRepo(
+                int(repo["id"]),
+                str(repo["full_name"]),
+                str(repo.get("default_branch") or "main"),
+                installation_id,
+            )
+            for page in client.paginate(_path("installation", "repositories"))
+            for repo in page.json().get("repositories", [])
+        ]
+
+    def hook_deliveries(self, cursor: str | None = None) -> tuple[list[HookDelivery], str | None]:
+        """One page of the App's webhook deliveries, newest first, and the next cursor."""
+        params: dict[str, Any] = {"per_page": 100}
+        if cursor:
+            params["cursor"] = cursor
+        response = self._app_client.get(_path("app", "hook", "deliveries"), params)
+        page = [
+            HookDelivery(
+                id=int(d["id"]),
+                guid=str(d["guid"]),
+                delivered_at=datetime.fromisoformat(str(d["delivered_at"]).replace("Z", "+00:00")),
+                redelivery=bool(d.get("redelivery")),
+                status_code=int(d.get("status_code") or 0),
+                event=str(d.get("event") or ""),
+            )
+            for d in response.json()
+        ]
+        following = response.links.get("next", {}).get("url")
+        next_cursor = None
+        if following:
+            cursors = parse_qs(urlsplit(following).query).get("cursor")
+            next_cursor = cursors[0] if cursors else None
+        return page, next_cursor
+
+    def hook_delivery_request(self, delivery_id: int) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and payload GitHub sent in one delivery."""
+        body = self._app_client.get(_path("app", "hook", "deliveries", delivery_id)).json()
+        request = body.get("request") or {}
+        headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
+        payload = request.get("payload")
+        return headers, payload if isinstance(payload, dict) else {}
+
+    def redeliver(self, delivery_id: int) -> None:
+        self._app_client.post(_path("app", "hook", "deliveries", delivery_id, "attempts"), {})
+
+    def _installation_client(self, installation_id: int) -> GitHubClient:
         client = self._installation_clients.get(installation_id)
         if client is None:
             client = GitHubClient(
@@ -236,5 +342,8 @@ class GitHubApp:
                 on_unauthorized=lambda: self._tokens.forget(installation_id),
             )
             self._installation_clients[installation_id] = client
+        return client
+
+    def repo(self, installation_id: int, full_name: str) -> RepoApi:
         owner, _, name = full_name.partition("/")
-        return RepoApi(client, owner, name)
+        return RepoApi(self._installation_client(installation_id), owner, name)

@@ -110,8 +110,12 @@ class GitHubClient:
     # to fetch an installation token, which is itself a POST.
     _write_lock = threading.RLock()
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
-        return self._send("GET", path, params=params)
+    def get(
+        self, path: str, params: dict[str, Any] | None = None, *, etag: str | None = None
+    ) -> httpx.Response:
+        """GET; with `etag`, a conditional request: 304 (and no body) when unchanged, which
+        GitHub does not count against the rate limit."""
+        return self._send("GET", path, params=params, etag=etag)
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
         with self._write_lock:
@@ -135,6 +139,7 @@ class GitHubClient:
         *,
         params: dict[str, Any] | None = None,
         json: dict[str, Any] | None = None,
+        etag: str | None = None,
     ) -> httpx.Response:
         is_read = method == "GET"
         attempt = 0
@@ -146,7 +151,10 @@ class GitHubClient:
                     path,
                     params=params,
                     json=json,
-                    headers={"Authorization": self._authorization()},
+                    headers={
+                        "Authorization": self._authorization(),
+                        **({"If-None-Match": etag} if etag else {}),
+                    },
                 )
             except httpx.TransportError as exc:
                 if is_read and attempt < self._read_attempts:

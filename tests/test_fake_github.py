@@ -9,15 +9,17 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import jwt
 import pytest
+from governor.events import signature_for
 
 from tests.support.fake_github import (
     FakeGitHub,
@@ -32,6 +34,7 @@ from tests.support.openapi_contract import (
     OpenApiContract,
     nullable_to_jsonschema,
 )
+from tests.support.webhook_receiver import Reply, WebhookReceiver
 
 APP_ID = "424242"
 OWNER, NAME = "acme", "shop"
@@ -1086,3 +1089,487 @@ def test_app_installations_and_webhook_deliveries(
     assert http.post("/app/hook/deliveries/4/attempts").status_code == 202
     assert fake.redeliveries == [4]
     assert http.post("/app/hook/deliveries/40/attempts").status_code == 404
+
+
+# ------------------------------------------------- conditional requests and rate limits
+
+
+def test_a_conditional_get_answers_304_which_does_not_count(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    first = gh.get(R)
+    etag = first.headers["etag"]
+    assert re.fullmatch(r'"[0-9a-f]{64}"', etag)  # strong, quoted
+    assert gh.get(R).headers["etag"] == etag  # the same body, the same tag
+    counted = fake.counted_requests(7)
+
+    unchanged = gh.get(R, headers={"If-None-Match": etag})
+    assert unchanged.status_code == 304
+    assert unchanged.content == b""
+    assert unchanged.headers["etag"] == etag
+    # weak comparison and lists of tags, as HTTP defines If-None-Match
+    assert gh.get(R, headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
+    assert (fake.counted_requests(7), fake.uncounted_requests(7)) == (counted, 2)
+    assert int(unchanged.headers["x-ratelimit-used"]) == counted
+    assert int(unchanged.headers["x-ratelimit-remaining"]) == 5000 - counted
+
+    assert gh.get(R, headers={"If-None-Match": '"stale"'}).status_code == 200
+    repo.open_issue("Production is degraded")  # open_issues_count changes
+    changed = gh.get(R, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.json()["open_issues_count"] == 1
+    assert changed.headers["etag"] != etag
+    assert fake.counted_requests(7) == counted + 2
+    assert [c.counted for c in fake.calls_to("repos/get")][-4:] == [False, False, True, True]
+
+
+def test_each_page_of_a_list_has_its_own_etag(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    for n in range(5):
+        repo.open_issue(f"Issue {n}")
+    page1 = gh.get(f"{R}/issues", params={"per_page": 3})
+    page2 = gh.get(f"{R}/issues", params={"per_page": 3, "page": 2})
+    assert page1.headers["etag"] != page2.headers["etag"]
+    again = gh.get(
+        f"{R}/issues",
+        params={"per_page": 3, "page": 2},
+        headers={"If-None-Match": page2.headers["etag"]},
+    )
+    assert again.status_code == 304
+    assert 'rel="prev"' in again.headers["link"]  # the answer's other headers stay
+    wrong_page = gh.get(
+        f"{R}/issues", params={"per_page": 3}, headers={"If-None-Match": page2.headers["etag"]}
+    )
+    assert wrong_page.status_code == 200
+    # writes and errors carry no ETag
+    assert "etag" not in gh.post(f"{R}/issues", json={"title": "New"}).headers
+    assert "etag" not in gh.get(f"{R}/pulls/404").headers
+    assert fake.uncounted_requests() == 1
+
+
+def test_app_jwt_requests_count_against_the_apps_own_limit(
+    fake: FakeGitHub, http: httpx.Client, repo: FakeRepo, key_pair: tuple[str, str]
+) -> None:
+    jwt_header = {"Authorization": f"Bearer {app_jwt(key_pair[0])}"}
+    listed = http.get("/app/installations", headers=jwt_header)
+    token = installation_token(http, key_pair[0])
+    assert (fake.counted_requests(app=True), fake.counted_requests(7)) == (2, 0)
+    assert listed.headers["x-ratelimit-used"] == "1"
+
+    as_installation = http.get(R, headers={"Authorization": f"token {token}"})
+    assert as_installation.headers["x-ratelimit-used"] == "1"  # its own bucket
+    again = http.get("/app/installations", headers=jwt_header)
+    assert again.headers["x-ratelimit-used"] == "3"
+    unchanged = http.get(
+        "/app/installations", headers={**jwt_header, "If-None-Match": again.headers["etag"]}
+    )
+    assert unchanged.status_code == 304
+    assert (fake.counted_requests(app=True), fake.uncounted_requests(app=True)) == (3, 1)
+    assert (fake.counted_requests(7), fake.counted_requests()) == (1, 4)
+    assert {c.bucket for c in fake.calls} == {"app", "installation:7"}
+
+    fake.reset_request_counts()
+    assert (fake.counted_requests(), fake.uncounted_requests()) == (0, 0)
+    fresh = http.get(R, headers={"Authorization": f"token {token}"})
+    assert (fresh.headers["x-ratelimit-used"], fresh.headers["x-ratelimit-remaining"]) == (
+        "1",
+        "4999",
+    )
+
+
+def test_past_the_primary_limit_github_answers_403_with_nothing_remaining(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    fake.reset_request_counts()
+    fake.set_rate_limit(3, installation_id=7)
+    first = gh.get(R)
+    assert first.headers["x-ratelimit-limit"] == "3"
+    assert [gh.get(R).status_code for _ in range(2)] == [200, 200]
+    refused = gh.get(R)
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "API rate limit exceeded for installation ID 7."
+    assert refused.headers["x-ratelimit-remaining"] == "0"
+    assert int(refused.headers["x-ratelimit-reset"]) > time.time()
+    assert fake.counted_requests(7) == 3  # a refusal does not use the limit up further
+    fake.set_rate_limit(None, installation_id=7)
+    assert gh.get(R).status_code == 200
+
+
+def test_an_installations_limit_scales_with_its_repositories(fake: FakeGitHub) -> None:
+    fake.add_repos(20, installation_id=3)
+    assert fake.rate_limit_for(3) == 5000
+    fake.add_repos(80, installation_id=3, first_repo_id=200)
+    assert fake.rate_limit_for(3) == 5000 + 50 * 80
+    fake.add_repos(1000, installation_id=4, first_repo_id=1000)
+    assert fake.rate_limit_for(4) == 12_500  # the ceiling
+    assert fake.rate_limit_for(app=True) == 5000
+
+
+def test_secondary_limit_points_and_concurrency_are_measured(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    fake.reset_request_counts()
+    fake.calls.clear()
+    gh.get(R)
+    gh.get(f"{R}/issues")
+    gh.post(f"{R}/issues", json={"title": "x"})
+    assert fake.secondary_points_peak(installation_id=7) == 1 + 1 + 5
+    assert fake.secondary_points_peak(app=True) == 0
+    fake.latency_s = 0.2
+    with ThreadPoolExecutor(4) as pool:
+        assert all(r.status_code == 200 for r in pool.map(lambda _: gh.get(R), range(4)))
+    assert fake.peak_concurrency == 4
+
+
+# ------------------------------------------------------------ deliveries by the fake
+
+
+SECRET = "s3cret-of-sixteen-chars"
+
+
+def _payload(event_action: str = "completed") -> dict[str, Any]:
+    return {
+        "action": event_action,
+        "installation": {"id": 7},
+        "repository": {"id": 9001, "full_name": f"{OWNER}/{NAME}"},
+        "workflow_run": {"id": 1000, "head_sha": sha(1)},
+    }
+
+
+@pytest.fixture
+def receiver(fake: FakeGitHub) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver() as hook:
+        fake.webhook_url = hook.url
+        fake.webhook_secret = SECRET
+        yield hook
+        fake.wait_for_redeliveries(10)
+
+
+@pytest.fixture
+def app_http(http: httpx.Client, key_pair: tuple[str, str]) -> httpx.Client:
+    http.headers["Authorization"] = f"Bearer {app_jwt(key_pair[0])}"
+    return http
+
+
+def test_a_delivery_is_signed_sent_and_recorded_like_hookshot(
+    fake: FakeGitHub, receiver: WebhookReceiver, app_http: httpx.Client
+) -> None:
+    receiver.reply(Reply(202, {"result": "evaluated", "sha": sha(1)}))
+    delivered = fake.deliver(
+        "workflow_run", _payload(), guid="f00dfeed-0000-11ef-8000-000000000001"
+    )
+    assert (delivered.status_code, delivered.status, delivered.ok) == (202, "OK", True)
+    assert delivered.body == {"result": "evaluated", "sha": sha(1)}
+    assert not delivered.redelivery
+
+    [sent] = receiver.received
+    assert sent.json() == _payload()
+    assert sent.header("X-Hub-Signature-256") == signature_for(SECRET.encode(), sent.body)
+    assert (sent.header("X-Hub-Signature") or "").startswith("sha1=")
+    assert sent.header("X-GitHub-Event") == "workflow_run"
+    assert sent.header("X-GitHub-Delivery") == delivered.guid
+    assert sent.header("X-GitHub-Hook-ID") == str(fake.hook_id)
+    assert sent.header("X-GitHub-Hook-Installation-Target-Type") == "integration"
+    assert sent.header("X-GitHub-Hook-Installation-Target-ID") == APP_ID
+    assert (sent.header("User-Agent") or "").startswith("GitHub-Hookshot/")
+    assert sent.header("Content-Type") == "application/json"
+
+    [listed] = app_http.get("/app/hook/deliveries").json()
+    assert listed["id"] == delivered.delivery_id
+    assert (listed["guid"], listed["status"], listed["status_code"]) == (delivered.guid, "OK", 202)
+    assert (listed["event"], listed["action"], listed["redelivery"]) == (
+        "workflow_run",
+        "completed",
+        False,
+    )
+    assert (listed["installation_id"], listed["repository_id"]) == (7, 9001)
+    assert abs(datetime.fromisoformat(listed["delivered_at"]).timestamp() - time.time()) < 5
+    one = app_http.get(f"/app/hook/deliveries/{delivered.delivery_id}").json()
+    assert one["url"] == receiver.url
+    assert one["request"]["payload"] == _payload()
+    assert one["request"]["headers"]["X-GitHub-Delivery"] == delivered.guid
+    assert json.loads(one["response"]["payload"]) == delivered.body
+
+
+def test_failed_timed_out_and_dropped_deliveries_are_recorded_as_failures(
+    fake: FakeGitHub, receiver: WebhookReceiver, app_http: httpx.Client
+) -> None:
+    receiver.reply(Reply(503, {"result": "busy"}))
+    busy = fake.deliver("workflow_run", _payload())
+    assert (busy.status_code, busy.status, busy.body) == (
+        503,
+        "Invalid HTTP Response: 503",
+        {"result": "busy"},
+    )
+
+    dropped = fake.deliver("workflow_run", _payload(), drop=True)
+    assert (dropped.status_code, dropped.status, dropped.body) == (
+        0,
+        "failed to connect to host",
+        None,
+    )
+    assert len(receiver.received) == 1  # never sent
+
+    fake.delivery_timeout_s = 0.3
+    late = threading.Event()
+    receiver.reply(Reply(200, wait_for=late))
+    began = time.monotonic()
+    timed_out = fake.deliver("workflow_run", _payload())
+    assert time.monotonic() - began < 5
+    late.set()
+    assert (timed_out.status_code, timed_out.status, timed_out.ok) == (0, "timed out", False)
+    assert timed_out.duration_s >= 0.3
+    assert len(receiver.received) == 2  # it was sent; the answer came too late
+
+    with WebhookReceiver() as gone:
+        closed_url = gone.url
+    refused = fake.deliver("workflow_run", _payload(), url=closed_url)
+    assert (refused.status_code, refused.status) == (0, "failed to connect to network")
+
+    ok = fake.deliver("workflow_run", _payload())
+    listed = app_http.get("/app/hook/deliveries").json()
+    assert [d["id"] for d in listed] == [
+        d.delivery_id for d in (ok, refused, timed_out, dropped, busy)
+    ]
+    assert [d["status"] for d in listed] == [
+        "OK",
+        "failed to connect to network",
+        "timed out",
+        "failed to connect to host",
+        "Invalid HTTP Response: 503",
+    ]
+    # the documented filter: success is 200-399, failure 400-599 (no answer is neither)
+    failures = app_http.get("/app/hook/deliveries", params={"status": "failure"}).json()
+    assert [d["id"] for d in failures] == [busy.delivery_id]
+    successes = app_http.get("/app/hook/deliveries", params={"status": "success"}).json()
+    assert [d["id"] for d in successes] == [ok.delivery_id]
+
+
+def test_a_redelivery_resends_the_same_request_in_the_background(
+    fake: FakeGitHub, receiver: WebhookReceiver, app_http: httpx.Client
+) -> None:
+    receiver.reply(Reply(500, {"result": "error"}))
+    failed = fake.deliver("workflow_run", _payload())
+    assert failed.status_code == 500
+
+    release = threading.Event()
+    receiver.reply(Reply(200, {"result": "evaluated"}, wait_for=release))
+    accepted = app_http.post(f"/app/hook/deliveries/{failed.delivery_id}/attempts")
+    assert accepted.status_code == 202
+    original, again = receiver.wait_for_requests(2)
+    # accepted while the webhook has not answered yet: the redelivery is asynchronous
+    assert len(fake.deliveries()) == 1
+    release.set()
+    fake.wait_for_redeliveries(10)
+
+    assert again.body == original.body
+    for name in ("X-GitHub-Delivery", "X-GitHub-Event", "X-Hub-Signature-256", "X-GitHub-Hook-ID"):
+        assert again.header(name) == original.header(name)
+    assert fake.redeliveries == [failed.delivery_id]
+    newest, first = app_http.get("/app/hook/deliveries").json()
+    assert first["id"] == failed.delivery_id
+    assert (first["redelivery"], first["status_code"]) == (False, 500)
+    assert newest["id"] != failed.delivery_id
+    assert (newest["guid"], newest["redelivery"], newest["status"]) == (failed.guid, True, "OK")
+    assert [d["redelivery"] for d in fake.deliveries(guid=failed.guid)] == [True, False]
+
+    # GitHub redelivers to the App's webhook URL as it is now, signed with today's secret
+    with WebhookReceiver() as moved:
+        fake.webhook_url = moved.url
+        fake.webhook_secret = "rotated-secret-sixteen"
+        assert app_http.post(f"/app/hook/deliveries/{newest['id']}/attempts").status_code == 202
+        fake.wait_for_redeliveries(10)
+        [third] = moved.received
+    assert third.body == original.body
+    assert third.header("X-GitHub-Delivery") == failed.guid
+    assert third.header("X-Hub-Signature-256") == signature_for(
+        b"rotated-secret-sixteen", third.body
+    )
+    assert len(fake.deliveries(guid=failed.guid)) == 3
+
+
+def test_only_deliveries_of_the_past_three_days_are_redelivered(
+    fake: FakeGitHub, receiver: WebhookReceiver, app_http: httpx.Client
+) -> None:
+    now = time.time()
+    three_days = 3 * 24 * 3600
+    fake.add_delivery(1, "old", "workflow_run", 500, delivered_at=now - three_days - 60)
+    fake.add_delivery(2, "recent", "workflow_run", 500, delivered_at=now - three_days + 60)
+    old = app_http.post("/app/hook/deliveries/1/attempts")
+    assert old.status_code == 422
+    assert old.json()["message"] == "Validation Failed"
+    assert app_http.post("/app/hook/deliveries/2/attempts").status_code == 202
+    assert fake.redeliveries == [2]
+
+    sent = fake.deliver("workflow_run", _payload())
+    fake.clock = lambda: now + three_days + 1  # the same delivery, seen three days later
+    assert app_http.post(f"/app/hook/deliveries/{sent.delivery_id}/attempts").status_code == 422
+    assert fake.redeliveries == [2]
+    assert len(receiver.received) == 1
+
+
+def test_deliveries_page_back_in_time_with_cursors(
+    fake: FakeGitHub, app_http: httpx.Client
+) -> None:
+    now = time.time()
+    for n in range(1, 251):
+        fake.add_delivery(
+            n, f"guid-{n}", "workflow_run", 500 if n % 10 == 0 else 200, delivered_at=now - 1000 + n
+        )
+    pages: list[list[int]] = []
+    url: str | None = "/app/hook/deliveries?per_page=100"
+    while url is not None:
+        response = app_http.get(url)
+        pages.append([d["id"] for d in response.json()])
+        links = dict(iter_link_header(response.headers.get("link", "")))
+        if len(pages) == 2:
+            assert "prev" in links
+            assert app_http.get(links["prev"]).json()[0]["id"] == 250
+            # a delivery made meanwhile does not shift the pages that follow
+            fake.add_delivery(999, "guid-new", "push", 200, delivered_at=now)
+        url = links.get("next")
+    assert [len(page) for page in pages] == [100, 100, 50]
+    assert [i for page in pages for i in page] == list(range(250, 0, -1))
+
+    assert len(app_http.get("/app/hook/deliveries", params={"per_page": 500}).json()) == 100
+    assert len(app_http.get("/app/hook/deliveries").json()) == 30  # the default page
+    failures = app_http.get("/app/hook/deliveries", params={"status": "failure", "per_page": 10})
+    assert [d["id"] for d in failures.json()] == list(range(250, 150, -10))
+    next_failures = dict(iter_link_header(failures.headers["link"]))["next"]
+    assert "status=failure" in next_failures
+    assert [d["id"] for d in app_http.get(next_failures).json()] == list(range(150, 50, -10))
+    bad = app_http.get("/app/hook/deliveries", params={"cursor": "v1_424242"})
+    assert bad.status_code == 422
+
+
+# ------------------------------------------------------------------------------ scale
+
+
+def test_a_thousand_repositories_are_cheap_to_add_and_page_through(
+    fake: FakeGitHub, http: httpx.Client, key_pair: tuple[str, str]
+) -> None:
+    began = time.perf_counter()
+    repos = fake.add_repos(1000, installation_id=7, workflows=[("verify-main.yml", "Verify main")])
+    assert time.perf_counter() - began < 2.0
+    assert repos[0].full_name == "octo/app-100000"
+    assert fake.repo("octo", "app-100999").repo_id == 100999
+
+    http.headers["Authorization"] = f"token {installation_token(http, key_pair[0])}"
+    names: list[str] = []
+    url: str | None = "/installation/repositories?per_page=100"
+    pages = 0
+    began = time.perf_counter()
+    while url is not None:
+        response = http.get(url)
+        body = response.json()
+        assert body["total_count"] == 1000
+        names.extend(r["full_name"] for r in body["repositories"])
+        url = dict(iter_link_header(response.headers.get("link", ""))).get("next")
+        pages += 1
+    assert time.perf_counter() - began < 10.0
+    assert pages == 10
+    assert names == sorted(r.full_name for r in repos)
+    capped = http.get("/installation/repositories", params={"per_page": 500})
+    assert len(capped.json()["repositories"]) == 100
+    unchanged = http.get(
+        "/installation/repositories",
+        params={"per_page": 500},
+        headers={"If-None-Match": capped.headers["etag"]},
+    )
+    assert unchanged.status_code == 304
+
+
+def test_app_installations_paginate(fake: FakeGitHub, app_http: httpx.Client) -> None:
+    for installation_id in range(1, 151):
+        fake.add_repos(
+            1,
+            installation_id=installation_id,
+            owner=f"org{installation_id}",
+            first_repo_id=installation_id,
+        )
+    first = app_http.get("/app/installations", params={"per_page": 100})
+    links = dict(iter_link_header(first.headers["link"]))
+    second = app_http.get(links["next"])
+    assert "next" not in dict(iter_link_header(second.headers["link"]))
+    ids = [i["id"] for i in first.json()] + [i["id"] for i in second.json()]
+    assert ids == list(range(1, 151))
+
+
+def test_runs_filter_by_branch_event_status_sha_and_date_newest_first(
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_workflow("verify-main.yml", name="Verify main", workflow_id=56)
+    repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
+    for n in range(1, 5):
+        repo.add_commit(sha(n), files=[])
+    old_ok = repo.add_completed_run("verify-main.yml", head_sha=sha(1))
+    failed = repo.add_completed_run("verify-main.yml", head_sha=sha(2), conclusion="failure")
+    other_branch = repo.add_completed_run("verify-main.yml", head_sha=sha(3), head_branch="release")
+    scheduled = repo.add_completed_run("verify-main.yml", head_sha=sha(3), event="schedule")
+    newest_ok = repo.add_completed_run("verify-main.yml", head_sha=sha(3))
+    running = repo.add_run(
+        "verify-main.yml",
+        event="push",
+        actor="dev",
+        head_branch="main",
+        head_sha=sha(4),
+        display_title="Verify",
+    )
+    repo.start_run(running)
+    repo.add_completed_run("deploy.yml", head_sha=sha(3))  # another workflow
+
+    url = f"{R}/actions/workflows/verify-main.yml/runs"
+
+    def ids(**params: Any) -> list[int]:
+        response = gh.get(url, params=params)
+        assert response.status_code == 200, response.text
+        return [r["id"] for r in response.json()["workflow_runs"]]
+
+    assert ids() == [running, newest_ok, scheduled, other_branch, failed, old_ok]
+    wanted = {"branch": "main", "event": "push", "status": "success"}
+    assert ids(**wanted) == [newest_ok, old_ok]
+    assert ids(**wanted, per_page=1) == [newest_ok]
+    assert ids(branch="main", status="completed") == [newest_ok, scheduled, failed, old_ok]
+    assert ids(status="in_progress") == [running]
+    assert ids(status="failure") == [failed]
+    assert ids(head_sha=sha(3), event="push") == [newest_ok, other_branch]
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    assert len(ids(created=f">={today}")) == 6
+    assert ids(created="<2001-01-01") == []
+    assert ids(created=f"2001-01-01..{today}") == ids()
+    assert gh.get(url, params={"created": ">=yesterday"}).status_code == 422
+
+    newest = gh.get(url, params={**wanted, "per_page": 1})
+    assert newest.json()["total_count"] == 2
+    run = newest.json()["workflow_runs"][0]
+    assert (run["head_sha"], run["event"], run["head_branch"]) == (sha(3), "push", "main")
+    assert (run["status"], run["conclusion"]) == ("completed", "success")
+    etag = newest.headers["etag"]
+    conditional = {"If-None-Match": etag}
+    again = gh.get(url, params={**wanted, "per_page": 1}, headers=conditional)
+    assert again.status_code == 304
+    repo.add_completed_run("verify-main.yml", head_sha=sha(4))
+    moved = gh.get(url, params={**wanted, "per_page": 1}, headers=conditional)
+    assert moved.status_code == 200
+    assert moved.json()["workflow_runs"][0]["head_sha"] == sha(4)
+
+
+def test_a_verification_that_no_webhook_announced_is_listed(
+    fake: FakeGitHub, receiver: WebhookReceiver, gh: httpx.Client, repo: FakeRepo
+) -> None:
+    repo.add_workflow("verify-main.yml", name="Verify main", workflow_id=56)
+    repo.add_commit(sha(1), files=[])
+    run_id = repo.add_completed_run("verify-main.yml", head_sha=sha(1), actor="dev")
+    runs = gh.get(
+        f"{R}/actions/workflows/verify-main.yml/runs",
+        params={"branch": "main", "event": "push", "status": "success"},
+    ).json()["workflow_runs"]
+    assert [(r["id"], r["head_sha"], r["conclusion"]) for r in runs] == [
+        (run_id, sha(1), "success")
+    ]
+    assert runs[0]["actor"]["login"] == "dev"
+    assert fake.deliveries() == []
+    assert receiver.received == []
+    with pytest.raises(ValueError, match="not a run conclusion"):
+        repo.add_completed_run("verify-main.yml", head_sha=sha(1), conclusion="great")

@@ -6,6 +6,23 @@ fake's 2xx bodies validate against the response schemas of the OpenAPI subset), 
 bodies `{"message", "documentation_url", "status"}`, Link-header pagination, rate-limit
 headers, JWT and installation-token authentication.
 
+Conditional requests and rate limits: every successful GET carries a strong ETag (the
+SHA-256 of its exact JSON body, so of that page for a list); `If-None-Match` with the
+current tag answers 304 Not Modified without a body. As GitHub documents, a 304 does not
+count against the primary rate limit. Each installation has its own limit (shared by all
+its tokens: 5,000 an hour plus 50 per repository beyond 20, at most 12,500; see
+`set_rate_limit`), the App's JWT requests another; x-ratelimit-used/remaining report the
+bucket's counted requests, and past the limit GitHub's 403 comes back.
+`counted_requests` / `uncounted_requests` / `reset_request_counts` and
+`secondary_points_peak` / `peak_concurrency` let benchmarks report what a run cost.
+
+Webhooks: `deliver` POSTs a delivery as GitHub's Hookshot does (headers, HMAC signatures
+with `webhook_secret`, a 10 s timeout) to `webhook_url` and records it for the deliveries
+API (`GET /app/hook/deliveries`, newest first, cursor pages). A redelivery
+(`POST .../attempts`) answers 202 and re-sends the same request (same GUID) in the
+background; `wait_for_redeliveries` joins it. Only deliveries of the past 3 days are
+redelivered. Nothing is ever delivered by itself: a test sends what GitHub would send.
+
 Every request is first matched against the OpenAPI subset (tests/fixtures/github/): an
 operation GitHub does not document answers 404 and is recorded in `violations`; a request
 that breaks the documented contract (undeclared query parameter, wrongly typed value, body

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import flask
@@ -19,12 +19,12 @@ from governor.events import MAX_BODY_BYTES, InvalidDelivery, parse_delivery
 from governor.flows import delivery as deliveries
 from governor.flows.context import Context
 from governor.flows.results import Duplicate, FlowResult, Ignored, to_json
-from governor.github.api import GitHubApp, RepoApi
 from governor.github.client import RateLimited
 from governor.ledger import Ledger
 from governor.logs import configure_logging, with_request_trace
 from governor.settings import AppSettings, ConfigError, load_settings
-from governor.store import ObjectStore, WriteContention, open_store
+from governor.store import ObjectStore, WriteContention
+from governor.wiring import Governor
 
 configure_logging()
 log = logging.getLogger("governor.functions")
@@ -36,43 +36,16 @@ def _settings() -> AppSettings:
 
 
 @functools.cache
+def _governor() -> Governor:
+    return Governor(_settings())
+
+
 def _store() -> ObjectStore:
-    settings = _settings()
-    return open_store(settings.store_url, write_timeout_s=settings.write_timeout_s)
+    return _governor().store
 
 
-@functools.cache
-def _github_app() -> GitHubApp:
-    settings = _settings()
-    return GitHubApp(
-        settings.github_api_url,
-        settings.app_id(),
-        settings.private_key_pem(),
-        timeout_s=settings.github_timeout_s,
-    )
-
-
-class _ConfiguredGitHub:
-    """Builds the App client on first use, so events that need no GitHub work without it."""
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return _github_app().repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        slug = _settings().github_app_slug or _github_app().app_slug()
-        return f"{slug}[bot]"
-
-
-@functools.cache
 def _context() -> Context:
-    settings = _settings()
-    return Context(
-        settings,
-        Ledger(_store()),
-        _ConfiguredGitHub(),
-        clock=lambda: datetime.now(UTC),
-        lease=timedelta(seconds=settings.delivery_lease_s),
-    )
+    return _governor().context
 
 
 def _status_of(result: FlowResult) -> int:
@@ -165,6 +138,36 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
 
 
 @functions_framework.http
+@with_request_trace
+def reconcile(request: flask.Request) -> flask.Response:
+    """One reconcile run, for Cloud Scheduler (every 5 minutes, with an OIDC token).
+
+    Who may call it is the platform's invoker check (infra/ lets only the scheduler's
+    account in); the function trusts it and takes no input. Answers the run's summary.
+    """
+    if request.method not in ("POST", "GET"):
+        return _json(405, {"error": "start a reconcile run with POST"}, {"Allow": "POST, GET"})
+    from governor.flows import reconcile as reconciling
+
+    try:
+        settings = _settings()
+        budget = reconciling.Budget(
+            seconds=settings.reconcile_budget_s,
+            max_repos=settings.reconcile_max_repos,
+            max_redeliveries=settings.reconcile_max_redeliveries,
+        )
+        summary = reconciling.run(_context(), _governor().app, budget)
+    except ConfigError as exc:
+        return _not_configured(exc)
+    except Exception:  # a whole run failing is the operator's to see: no details out
+        log.exception("reconcile failed")
+        return _unavailable("reconcile failed; the function's log says why", 60)
+    log.info("reconcile done", extra={"status": summary.to_json()["actions"]})
+    return _json(200, summary.to_json())
+
+
+@functions_framework.http
+@with_request_trace
 def decision_page(request: flask.Request) -> flask.Response:
     """The decision page of one (repository, SHA), behind a signed, expiring link."""
     from governor.page import endpoint  # loaded on the first page, not for the webhook

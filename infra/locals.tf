@@ -26,6 +26,8 @@ locals {
       GOVERNOR_GITHUB_API_URL          = var.github_api_url
       GOVERNOR_PUBLIC_URL              = local.decision_page_url
       GOVERNOR_MODE                    = var.governor_mode
+      GOVERNOR_RETENTION_DAYS          = tostring(var.retention_days)
+      GOVERNOR_AUDIT_RETENTION_DAYS    = tostring(var.audit_retention_days)
       # Read by governor.logs for the Cloud Logging trace field.
       GOOGLE_CLOUD_PROJECT = var.project_id
     },

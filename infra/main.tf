@@ -20,7 +20,7 @@ resource "google_project_service" "apis" {
 # The governor's state: every key is written with a conditional write (docs/storage.md).
 resource "google_storage_bucket" "state" {
   #checkov:skip=CKV_GCP_62:Access logging would write a second bucket per request of every delivery; the functions log each delivery to Cloud Logging, and Data Access audit logs can be enabled per project instead.
-  #checkov:skip=CKV_GCP_78:Versioning off on purpose: the store's generations are its own concurrency control, and old versions of claims and state are never read; object deletion is limited to deliveries/ by the lifecycle rule below.
+  #checkov:skip=CKV_GCP_78:Versioning off on purpose: the store's generations are its own concurrency control, and old versions of claims and state are never read; object deletion is limited to deliveries/, runs/ and decisions/ by the lifecycle rules below.
   name                        = local.state_bucket_name
   project                     = var.project_id
   location                    = var.region
@@ -32,13 +32,27 @@ resource "google_storage_bucket" "state" {
     enabled = false
   }
 
-  # Delivery claims (deliveries/<identity>.json) only answer duplicates of a delivery;
-  # GitHub redelivers for up to 3 days. Decisions and runs live under repos/<id>/ next to
-  # the release state, which must never expire, so no prefix rule can expire them safely.
+  # The same ages as the governor's own settings (GOVERNOR_RETENTION_DAYS and
+  # GOVERNOR_AUDIT_RETENTION_DAYS, set from these variables), so a record means the same
+  # on every backend; the local store deletes by them in reconcile. An overwrite makes a
+  # new object, so `age` counts from a record's last change. The release states
+  # (repos/<id>/state.json) and reconcile's cursor match no rule: they never expire.
+  # Delivery claims and run records answer duplicates; GitHub redelivers for 3 days.
   lifecycle_rule {
     condition {
       age            = var.retention_days
-      matches_prefix = ["deliveries/"]
+      matches_prefix = ["deliveries/", "runs/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+
+  # Decision records: the evaluations `governor explain` and `simulate` read.
+  lifecycle_rule {
+    condition {
+      age            = var.audit_retention_days
+      matches_prefix = ["decisions/"]
     }
     action {
       type = "Delete"

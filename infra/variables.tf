@@ -29,11 +29,22 @@ variable "state_bucket_name" {
 variable "retention_days" {
   type        = number
   default     = 7
-  description = "Days after which delivery claims (deliveries/) are deleted. GitHub redelivers for 3 days; at least 4."
+  description = "Days after their last change that delivery claims (deliveries/) and deploy run records (runs/) are deleted. GitHub redelivers for 3 days; at least 4."
 
   validation {
     condition     = var.retention_days >= 4
     error_message = "retention_days must be at least 4: a claim must outlive every redelivery of its delivery."
+  }
+}
+
+variable "audit_retention_days" {
+  type        = number
+  default     = 400
+  description = "Days after their last change that decision records (decisions/, the evaluations behind each commit status) are deleted."
+
+  validation {
+    condition     = var.audit_retention_days >= var.retention_days
+    error_message = "audit_retention_days must be at least retention_days."
   }
 }
 

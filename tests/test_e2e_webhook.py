@@ -341,7 +341,7 @@ def _as_if_time_passed(gov: Governed, sha: str, passed: timedelta) -> None:
     store = open_store(gov.store_url)
     repo_id = gov.repo.repo_id
     keys = [k for k in store.list("deliveries/") if f"-{repo_id}-" in k]
-    keys += [k for k in store.list(f"repos/{repo_id}/") if k != state_key(repo_id)]
+    keys += store.list(f"decisions/{repo_id}/") + store.list(f"runs/{repo_id}/")
     aged_claims = [k for k in keys if update(store, k, _leases_aged(passed)).written]
     assert aged_claims, f"no live claim of the dead instance among {keys}"
 

@@ -328,26 +328,34 @@ def test_attempt_deadline_covers_reconciles_time_budget() -> None:
         assert budget <= evaluate(deadline.group(1), variables) <= 1800, value
 
 
-def test_deliveries_are_kept_at_least_4_days_and_state_never_expires() -> None:
+def test_records_expire_by_kind_and_the_state_never_does() -> None:
+    """deliveries/ and runs/ after retention_days (>= 4: longer than GitHub's 3-day
+    redelivery window), decisions/ after audit_retention_days; the release states
+    (repos/) and reconcile's cursor match no rule."""
     config = infra()
     bucket = config.of_type("google_storage_bucket")["state"]
     assert bucket["uniform_bucket_level_access"] is True
     assert unquote(bucket["public_access_prevention"]) == "enforced"
     rules = bucket["lifecycle_rule"]
-    assert rules
-    delivery_rules = 0
+    ages_by_prefix: dict[str, str] = {}
     for rule in rules:
         condition = one(rule["condition"])
         prefixes = [unquote(p) for p in condition.get("matches_prefix", [])]
         assert prefixes, "a lifecycle rule without a prefix would expire the release state"
-        assert all(p == "deliveries/" for p in prefixes), prefixes  # repos/ holds the state
         age = condition["age"]
-        ages = (
-            variable_range(config, age[len("${var.") : -1]) if isinstance(age, str) else [int(age)]
-        )
-        assert min(ages) >= 4, ages
-        delivery_rules += 1
-    assert delivery_rules == 1
+        assert isinstance(age, str), "ages come from variables the functions are given too"
+        for prefix in prefixes:
+            ages_by_prefix[prefix] = age[len("${var.") : -1]
+    assert ages_by_prefix == {
+        "deliveries/": "retention_days",
+        "runs/": "retention_days",
+        "decisions/": "audit_retention_days",
+    }
+    assert min(variable_range(config, "retention_days")) >= 4
+    # The functions delete by the same ages where no lifecycle rule reaches (local store).
+    settings = (INFRA / "locals.tf").read_text()
+    assert "GOVERNOR_RETENTION_DAYS          = tostring(var.retention_days)" in settings
+    assert "GOVERNOR_AUDIT_RETENTION_DAYS    = tostring(var.audit_retention_days)" in settings
 
 
 def test_the_functions_account_has_no_project_level_role() -> None:

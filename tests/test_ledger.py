@@ -119,7 +119,7 @@ def test_claims_in_a_decision_record_are_kept_four_days(ledger: Ledger) -> None:
 
 
 def test_a_run_marker_from_before_schema_2_reads_as_done(ledger: Ledger) -> None:
-    key = "repos/7/runs/1234-1.json"
+    key = "runs/7/1234-1.json"
     marker = b'{"conclusion": "success", "run_id": 1234, "sha": "' + SHA.encode() + b'"}'
     ledger.store.put(key, marker, if_generation_match=ABSENT)
     again = ledger.claim(ledger.run_site(7, 1234, 1), "workflow_run", NOW, guid=GUID)

@@ -164,10 +164,24 @@ def _healthy(url: str) -> None:
     assert response.json()["status"] == "ok"
 
 
+def _unsigned_page_is_not_found(url: str) -> None:
+    response = httpx.get(url, timeout=30)
+    assert response.status_code == 404, response.text
+
+
+def _reconcile_without_app_credentials(url: str) -> None:
+    """Served and wired: with no App id configured it says so (503), nothing else."""
+    response = httpx.post(url, timeout=60)
+    assert response.status_code == 503, response.text
+    assert "not configured" in response.json()["error"]
+
+
 # One line per function in functions/main.py: its target and a request it must answer.
 TARGETS: dict[str, Callable[[str], None]] = {
     "github_webhook": _signed_ping,
     "health": _healthy,
+    "decision_page": _unsigned_page_is_not_found,
+    "reconcile": _reconcile_without_app_credentials,
 }
 
 

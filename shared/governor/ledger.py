@@ -2,10 +2,15 @@
 
     deliveries/<identity>.json             claim of a delivery with no record of its own
     repos/<repo_id>/state.json             release state, one per repository
-    repos/<repo_id>/decisions/<sha>.json   the evaluations of one SHA, and the claims of
+    decisions/<repo_id>/<sha>.json         the evaluations of one SHA, and the claims of
                                            the verification deliveries about it
-    repos/<repo_id>/runs/<run>-<n>.json    a deploy run attempt: its claim, and whether its
+    runs/<repo_id>/<run>-<n>.json          a deploy run attempt: its claim, and whether its
                                            failure issue is being created
+    reconcile/cursor.json                  where reconcile stopped, and what it asked
+
+Each kind under its own top-level prefix, so a bucket lifecycle rule can expire one kind
+(deliveries/ and runs/ after `retention_days`, decisions/ after `audit_retention_days`)
+and never touch the release states.
 
 Time is always passed in (`now`), so everything here is deterministic under test.
 """
@@ -122,11 +127,11 @@ def state_key(repo_id: int) -> str:
 def decision_key(repo_id: int, sha: str) -> str:
     if not _SHA.fullmatch(sha):
         raise ValueError(f"{sha!r} is not a full commit SHA")
-    return f"repos/{int(repo_id)}/decisions/{sha}.json"
+    return f"decisions/{int(repo_id)}/{sha}.json"
 
 
 def run_key(repo_id: int, run_id: int, attempt: int) -> str:
-    return f"repos/{int(repo_id)}/runs/{int(run_id)}-{int(attempt)}.json"
+    return f"runs/{int(repo_id)}/{int(run_id)}-{int(attempt)}.json"
 
 
 CLAIM_RETENTION: Final = timedelta(days=4)
@@ -352,15 +357,11 @@ class Ledger:
         records unchanged for `audit_retention`; at most `limit`. The release state and
         the cursor are never expired. Returns how many were deleted."""
         deleted = 0
-        for key in [*self.store.list("deliveries/"), *self.store.list("repos/")]:
+        prefixes = ("deliveries/", "runs/", "decisions/")
+        for key in [key for prefix in prefixes for key in self.store.list(prefix)]:
             if deleted >= limit:
                 break
-            if _DECISION_KEY.fullmatch(key):
-                keep = audit_retention
-            elif key.startswith("deliveries/") or _RUN_KEY.fullmatch(key):
-                keep = retention
-            else:
-                continue  # release states, anything else: never expired
+            keep = audit_retention if key.startswith("decisions/") else retention
             current = self.store.get(key)
             if current is None:
                 continue
@@ -440,16 +441,12 @@ class Ledger:
         return None if current is None else DecisionRecord.model_validate_json(current.data)
 
 
-_DECISION_KEY: Final = re.compile(r"repos/[0-9]+/decisions/[0-9a-f]{40}\.json")
-_RUN_KEY: Final = re.compile(r"repos/[0-9]+/runs/[0-9]+-[0-9]+\.json")
-
-
 def _last_change(key: str, data: bytes) -> datetime | None:
     """When a record last changed, from its own timestamps (None: unreadable, kept)."""
     try:
         if key.startswith("deliveries/"):
             return DeliveryRecord.model_validate_json(data).updated_at
-        if _RUN_KEY.fullmatch(key):
+        if key.startswith("runs/"):
             return _run_record(data).claim.updated_at
         record = DecisionRecord.model_validate_json(data)
     except ValueError:

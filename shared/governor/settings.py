@@ -110,7 +110,7 @@ class AppSettings(BaseSettings):
         default=20, ge=0, le=1000, description="Webhook redeliveries one reconcile run asks for."
     )
     retention_days: int = Field(
-        default=30,
+        default=7,
         ge=4,
         le=3650,
         description="Delivery claims and run records are kept this long (at least 4 days: "

@@ -114,7 +114,13 @@ class GcsStore:
         return self._prefix + validate_key(key)
 
     def _raise_if_bucket_missing(self, exc: google_errors.NotFound) -> None:
-        if "bucket" in str(exc).lower() and not self._bucket.exists():
+        if "bucket" not in str(exc).lower():
+            return
+        try:
+            missing = not self._bucket.exists()
+        except google_errors.Forbidden:  # objectUser may not read bucket metadata
+            missing = True
+        if missing:
             raise StoreConfigError(
                 f"GCS bucket '{self._bucket.name}' does not exist or this identity cannot "
                 "see it; create it (infra/) or fix GOVERNOR_STORE_URL"

@@ -16,6 +16,7 @@ class CountingStore:
         self.write_timeout_s = inner.write_timeout_s
         self.puts: list[tuple[str, int]] = []
         self.gets = 0
+        self.get_keys: list[str] = []
 
     def writes(self) -> Counter[str]:
         """Writes per key since the last `reset`."""
@@ -24,9 +25,11 @@ class CountingStore:
     def reset(self) -> None:
         self.puts.clear()
         self.gets = 0
+        self.get_keys.clear()
 
     def get(self, key: str) -> StoredObject | None:
         self.gets += 1
+        self.get_keys.append(key)
         return self.inner.get(key)
 
     def put(

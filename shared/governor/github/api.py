@@ -330,7 +330,7 @@ class GitHubApp:
         return headers, payload if isinstance(payload, dict) else {}
 
     def redeliver(self, delivery_id: int) -> None:
-        self._app_client.post(_path("app", "hook", "deliveries", delivery_id, "attempts"), {})
+        self._app_client.post(_path("app", "hook", "deliveries", delivery_id, "attempts"), None)
 
     def _installation_client(self, installation_id: int) -> GitHubClient:
         client = self._installation_clients.get(installation_id)

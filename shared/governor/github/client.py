@@ -117,7 +117,8 @@ class GitHubClient:
         GitHub does not count against the rate limit."""
         return self._send("GET", path, params=params, etag=etag)
 
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+    def post(self, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        """POST `body` as JSON; None sends no body (an operation that takes none)."""
         with self._write_lock:
             return self._send("POST", path, json=body)
 

@@ -121,7 +121,8 @@ def test_two_reconciles_and_the_webhook_at_once_give_one_dispatch(
         answers.append(httpx.post(served.reconcile, timeout=120).status_code)
 
     threads = [
-        threading.Thread(target=webhook, args=(gov, sha)) for gov, sha in zip(repos, shas)
+        threading.Thread(target=webhook, args=(gov, sha))
+        for gov, sha in zip(repos, shas, strict=True)
     ] + [threading.Thread(target=reconcile_run) for _ in range(2)]
     for thread in threads:
         thread.start()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol, TypeVar
 
-from governor import links, messages
+from governor import crashpoints, links, messages
 from governor.decision import Decision
 from governor.flows.results import Duplicate, Evaluated, FlowResult, InProgress, to_json
 from governor.github.api import RepoApi
@@ -107,6 +107,7 @@ def claimed(
         return Duplicate(claim.outcome)
     if claim.status is ClaimStatus.IN_PROGRESS:
         return InProgress(claim.lease_until)
+    crashpoints.reached("claimed." + site.key.split("/", 1)[0])
     try:
         result = work(claim)
     except Exception:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from governor import messages
+from governor import crashpoints, messages
 from governor import state as transitions
 from governor.decision import Decision, Outcome, Reason
 from governor.deploy_runs import RunInfo
@@ -74,6 +74,7 @@ def _apply(  # noqa: PLR0911  (one return per outcome)
         ctx.ledger.transition(
             repo.id, repo.full_name, lambda s: transitions.deploy_succeeded(with_run(s), sha, now)
         )
+        crashpoints.reached("deploy_outcome.state")
         return outcome(Kind.DEPLOYED)
     if conclusion == "cancelled":
         # GitHub's concurrency group cancels an older pending run when a newer one
@@ -104,12 +105,14 @@ def _apply(  # noqa: PLR0911  (one return per outcome)
         repo.full_name,
         lambda s: transitions.deploy_failed(with_run(s), sha, conclusion, now, run=attempt),
     )
+    crashpoints.reached("deploy_outcome.state")
     if ctx.ledger.issue_pending(repo.id, run.id, run.attempt):
         # A claimant before this one died while creating the issue or comment: find it.
         found = _open_failure_issue(repo, sha)
         if found is not None:
             _issue_recorded(ctx, repo, sha, found)
             return outcome(Kind.DEPLOY_FAILED, found, appended=found == append_to)
+    crashpoints.reached("deploy_outcome.issue_pending")
     if append_to is not None:
         repo.api.create_comment(append_to, messages.failure_comment(sha, conclusion, run.html_url))
         return outcome(Kind.DEPLOY_FAILED, append_to, appended=True)
@@ -118,6 +121,7 @@ def _apply(  # noqa: PLR0911  (one return per outcome)
         messages.failure_issue_body(sha, repo.full_name, conclusion, run.html_url),
         [*FAILURE_LABELS, f"failure:{conclusion}"],
     )
+    crashpoints.reached("deploy_outcome.issue")
     _issue_recorded(ctx, repo, sha, number)
     return outcome(Kind.DEPLOY_FAILED, number, appended=False)
 

@@ -5,6 +5,7 @@ before anything is dispatched again."""
 
 from __future__ import annotations
 
+from governor import crashpoints
 from governor import state as transitions
 from governor.deploy_runs import RunInfo, find_dispatched_run, is_dispatched_run
 from governor.flows.context import Context, Repo, read_trusted
@@ -38,12 +39,14 @@ def send(ctx: Context, repo: Repo, live: Dispatch, policy: Policy | None = None)
             record_run(ctx, repo, live, found.id, found.html_url)
             return f"dispatched, run {found.id} found after an unclear answer"
         result = repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
+    crashpoints.reached("dispatch.answered")
     run_id, run_url = result.run_id, result.html_url
     if run_id is None:  # an older GitHub answers 204 without the run
         found = find_run(ctx, repo, live, policy)
         run_id, run_url = (found.id, found.html_url) if found else (None, None)
     if run_id is not None:
         record_run(ctx, repo, live, run_id, run_url)
+        crashpoints.reached("dispatch.run_recorded")
     return f"dispatched run {run_id}" if run_id else "dispatched"
 
 

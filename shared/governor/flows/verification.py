@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from governor import crashpoints
 from governor import state as transitions
 from governor.decision import Decision, Outcome, Reason, governor_error
 from governor.deploy_runs import workflow_path
@@ -319,6 +320,7 @@ def _act(
                 decision.reason.value,
                 dispatch="another instance is dispatching",
             )
+        crashpoints.reached("verification.intent")
         sent = dispatch.send(ctx, repo, live)
         kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
     evaluation = Evaluation(
@@ -336,6 +338,7 @@ def _act(
         # A hold re-checked on schedule that still holds: its status and record stand.
         return Evaluated(Kind.UNCHANGED, sha, decision.outcome, decision.reason.value)
     post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
+    crashpoints.reached("verification.status")
     if record:
         ctx.ledger.record_evaluation(repo.id, repo.full_name, sha, evaluation)
     log.info(

@@ -9,12 +9,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import flask
 import functions_framework
-from governor import __version__
+from governor import __version__, deadline
+from governor.deadline import DeadlineExceeded
 from governor.events import MAX_BODY_BYTES, InvalidDelivery, parse_delivery
 from governor.flows import delivery as deliveries
 from governor.flows.context import Context
@@ -91,7 +93,13 @@ def health(request: flask.Request) -> flask.Response:
 @functions_framework.http
 @with_request_trace  # log lines carry the request's Cloud Trace
 def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
-    """Receive a GitHub webhook delivery: signature first, then everything else."""
+    """Receive a GitHub webhook delivery: signature first, then everything else.
+
+    The whole request has one time budget (GOVERNOR_WEBHOOK_DEADLINE_S, from here on):
+    GitHub.com gives up on a webhook after 10 s. Past it the answer is 503, the delivery
+    is left unfinished (claim released), and reconcile redelivers it (GitHub does not).
+    """
+    started = time.monotonic()
     if request.method != "POST":
         return _json(405, {"error": "send webhook deliveries with POST"}, {"Allow": "POST"})
     try:
@@ -111,10 +119,27 @@ def github_webhook(request: flask.Request) -> flask.Response:  # noqa: PLR0911
     if delivery.event == "ping":
         log.info("ping received", extra=context)
         return _json(200, {"result": "pong", "delivery": delivery.guid})
+    budget_s = settings.webhook_deadline_s
     try:
-        result = deliveries.handle(_context(), delivery)
+        with deadline.within(max(0.001, budget_s - (time.monotonic() - started))):
+            result = deliveries.handle(_context(), delivery)
     except ConfigError as exc:
         return _not_configured(exc)
+    except DeadlineExceeded as exc:  # before GitHubError: a cut write is both
+        elapsed = time.monotonic() - started
+        log.warning(
+            "time budget of %g s ran out after %.2f s: %s", budget_s, elapsed, exc, extra=context
+        )
+        # No Retry-After: GitHub ignores it on webhooks and does not redeliver by itself.
+        return _json(
+            503,
+            {
+                "error": f"the webhook's time budget of {budget_s:g} s "
+                f"(GOVERNOR_WEBHOOK_DEADLINE_S) ran out {exc.what}; the delivery was not "
+                "finished (its claim is released) and reconcile redelivers it",
+                "delivery": delivery.guid,
+            },
+        )
     except WriteContention as exc:
         log.warning("write contention: %s", exc, extra=context)
         return _unavailable(str(exc), 5)

@@ -3,6 +3,7 @@ an event is about; the read wave; the trusted policy; statuses and decision link
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,7 +82,8 @@ class Wave:
         self._pool = pool
 
     def read(self, call: Callable[..., T], *args: object) -> Future[T]:
-        return self._pool.submit(call, *args)
+        # In a copy of this thread's context: the request's deadline reaches the read.
+        return self._pool.submit(contextvars.copy_context().run, call, *args)
 
 
 @contextmanager
@@ -161,6 +163,18 @@ def post_status(
         state=state,
         context=ctx.settings.status_context,
         description=description,
+        target_url=decision_link(ctx.settings, repo.id, sha, ctx.clock()),
+    )
+
+
+def post_dispatched_status(ctx: Context, repo: Repo, sha: str, run_id: int | None) -> None:
+    """`success` for a SHA whose dispatch stands, when the status of its decision may never
+    have been posted (the delivery that dispatched it died first)."""
+    repo.api.create_status(
+        sha,
+        state="success",
+        context=ctx.settings.status_context,
+        description=messages.dispatched_status(run_id),
         target_url=decision_link(ctx.settings, repo.id, sha, ctx.clock()),
     )
 

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from governor import crashpoints
 from governor import state as transitions
+from governor.deadline import DeadlineExceeded
 from governor.decision import Decision, Outcome, Reason, governor_error
 from governor.deploy_runs import workflow_path
 from governor.events import WorkflowRunCompleted, identity
@@ -30,6 +31,7 @@ from governor.flows.context import (
     choose_trusted,
     claimed,
     mode_of,
+    post_dispatched_status,
     post_status,
     read_trusted,
     wave,
@@ -103,6 +105,11 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
         recorded = None if live.workflow else read_trusted(repo, state.production_sha).governing
         standing = dispatch.resume(ctx, repo, recorded, live)
         if standing is not None:
+            if standing.kind is Kind.DISPATCH_RECOVERED or (
+                standing.kind is Kind.ALREADY_DISPATCHED and trigger == "verified"
+            ):
+                # The delivery that dispatched it died before its status: say it now.
+                post_dispatched_status(ctx, repo, sha, standing.run_id)
             return standing
         stale_intent = live.intent_id  # it never started: decide again, as if never written
 
@@ -134,7 +141,7 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
             stale_intent=stale_intent,
             record=record,
         )
-    except (WriteContention, RateLimited):
+    except (WriteContention, RateLimited, DeadlineExceeded):
         raise  # transient: nothing decided; the redelivery decides
     except Exception:
         if isinstance(policy, Policy):

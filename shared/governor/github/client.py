@@ -6,6 +6,13 @@ decides (the dispatch flow looks for the run before it dispatches again). Rate-l
 requests were not processed, so every call waits out a short `retry-after` and tries
 again; a longer one is raised as RateLimited for the caller to report. Content-creating
 calls are serialised per process, as GitHub asks, against its secondary rate limits.
+
+Under a request deadline (`governor.deadline`, set by the webhook) each attempt's
+timeout is what is left of it, and no retry, backoff or rate-limit wait is started that
+would end past it: DeadlineExceeded instead (nothing was sent, or a read was cut). A
+write the deadline cut while it was in flight may have happened, so it raises
+OutcomeUnknownPastDeadline, which is both an OutcomeUnknown (callers look before they
+redo it) and a DeadlineExceeded (the request ends as a transient failure).
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ from typing import Any, Final
 
 import httpx
 
-from governor import __version__
+from governor import __version__, deadline
+from governor.deadline import DeadlineExceeded
 
 API_VERSION: Final = "2022-11-28"
 USER_AGENT: Final = f"release-governor/{__version__} (+https://github.com/apps/release-governor)"
@@ -59,6 +67,18 @@ class OutcomeUnknown(GitHubError):
     """A write got no usable answer (timeout, connection lost, 5xx): it may have happened."""
 
 
+class OutcomeUnknownPastDeadline(OutcomeUnknown, DeadlineExceeded):
+    """A write cut by the request's deadline while in flight: it may have happened."""
+
+    def __init__(self, cut: DeadlineExceeded, *, method: str, path: str) -> None:
+        OutcomeUnknown.__init__(
+            self, 0, f"no answer within the request's time budget ({cut.budget_s:g} s)",
+            method=method, path=path,
+        )  # fmt: skip
+        self.what = cut.what
+        self.budget_s = cut.budget_s
+
+
 def _rate_limit_wait(response: httpx.Response, now: float) -> float | None:
     """Seconds to wait if `response` says the request was rate limited, else None."""
     if response.status_code not in (403, 429):
@@ -90,6 +110,7 @@ class GitHubClient:
         sleep: Callable[[float], None] = time.sleep,
         on_unauthorized: Callable[[], None] | None = None,
     ) -> None:
+        self._timeout_s = timeout_s
         self._http = httpx.Client(
             base_url=api_url.rstrip("/"),
             timeout=timeout_s,
@@ -119,8 +140,13 @@ class GitHubClient:
 
     def post(self, path: str, body: dict[str, Any] | None) -> httpx.Response:
         """POST `body` as JSON; None sends no body (an operation that takes none)."""
-        with self._write_lock:
+        left = deadline.remaining()
+        if not self._write_lock.acquire(timeout=-1 if left is None else left):
+            raise deadline.exceeded(f"waiting to send POST {path} (GitHub writes go one by one)")
+        try:
             return self._send("POST", path, json=body)
+        finally:
+            self._write_lock.release()
 
     def paginate(self, path: str, params: dict[str, Any] | None = None) -> Iterator[httpx.Response]:
         """Every page of a listing, following the Link header's `next`."""
@@ -146,6 +172,9 @@ class GitHubClient:
         attempt = 0
         while True:
             attempt += 1
+            authorization = self._authorization()  # may fetch a token: a request of its own
+            deadline.check(f"before GitHub {method} {path}")  # nothing sent yet
+            timeout = deadline.bounded(self._timeout_s)
             try:
                 response = self._http.request(
                     method,
@@ -153,30 +182,26 @@ class GitHubClient:
                     params=params,
                     json=json,
                     headers={
-                        "Authorization": self._authorization(),
+                        "Authorization": authorization,
                         **({"If-None-Match": etag} if etag else {}),
                     },
+                    timeout=timeout,
                 )
             except httpx.TransportError as exc:
-                if is_read and attempt < self._read_attempts:
-                    self._backoff(attempt)
-                    continue
-                error = GitHubUnavailable if is_read else OutcomeUnknown
-                raise error(
-                    0, f"no answer ({type(exc).__name__})", method=method, path=path
-                ) from None
+                self._no_answer(exc, method, path, attempt, cut_short=timeout < self._timeout_s)
+                continue  # it backed off: try again
             wait = _rate_limit_wait(response, time.time())
             if wait is not None:
                 if wait > self._max_rate_limit_wait_s or attempt >= self._read_attempts + 1:
                     raise RateLimited(wait, method=method, path=path)
-                self._sleep(wait + random.uniform(0, 0.25))
+                self._pause(wait + random.uniform(0, 0.25), f"{method} {path} (rate limited)")
                 continue
             if response.status_code == 401 and self._on_unauthorized and attempt == 1:
                 self._on_unauthorized()  # a token revoked before its time: fetch a new one
                 continue
             if response.status_code in _RETRYABLE_STATUS:
                 if is_read and attempt < self._read_attempts:
-                    self._backoff(attempt)
+                    self._backoff(attempt, f"{method} {path}")
                     continue
                 error = GitHubUnavailable if is_read else OutcomeUnknown
                 raise error(response.status_code, _message(response), method=method, path=path)
@@ -190,8 +215,31 @@ class GitHubClient:
                 )
             return response
 
-    def _backoff(self, attempt: int) -> None:
-        self._sleep(random.uniform(0, min(4.0, 0.25 * 2**attempt)))
+    def _no_answer(
+        self, exc: httpx.TransportError, method: str, path: str, attempt: int, *, cut_short: bool
+    ) -> None:
+        """After a request got no answer: back off before another try, or raise."""
+        is_read = method == "GET"
+        if cut_short and isinstance(exc, httpx.TimeoutException):  # the deadline cut it
+            cut = deadline.exceeded(f"waiting for GitHub {method} {path}")
+            if is_read:
+                raise cut from None
+            raise OutcomeUnknownPastDeadline(cut, method=method, path=path) from None
+        if is_read and attempt < self._read_attempts:
+            self._backoff(attempt, f"{method} {path}")
+            return
+        error = GitHubUnavailable if is_read else OutcomeUnknown
+        raise error(0, f"no answer ({type(exc).__name__})", method=method, path=path) from None
+
+    def _backoff(self, attempt: int, what: str) -> None:
+        self._pause(random.uniform(0, min(4.0, 0.25 * 2**attempt)), what)
+
+    def _pause(self, seconds: float, what: str) -> None:
+        """Sleep before trying `what` again, unless that would end past the deadline."""
+        left = deadline.remaining()
+        if left is not None and seconds >= left:
+            raise deadline.exceeded(f"before retrying GitHub {what}")
+        self._sleep(seconds)
 
 
 def _message(response: httpx.Response) -> str:

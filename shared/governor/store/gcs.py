@@ -5,6 +5,9 @@ GCS answers 412 when it does not hold. 429, 5xx and connection errors are retrie
 google-cloud-storage's own jittered exponential backoff, bounded by the write timeout.
 GCS generations are never reused for a key, so they serve as ours unchanged.
 Set STORAGE_EMULATOR_HOST to use an emulator (fake-gcs-server in the tests).
+
+Under a request deadline (`governor.deadline`) each call's timeout and its retries end
+with the deadline too: DeadlineExceeded when it, not the write timeout, ran out.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from google.api_core import exceptions as google_errors
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
+from governor import deadline
 from governor.store.base import (
     ABSENT,
     DEFAULT_WRITE_TIMEOUT_S,
@@ -59,11 +63,21 @@ class GcsStore:
 
     def get(self, key: str) -> StoredObject | None:
         blob = self._bucket.blob(self._name(key))
+        left = deadline.remaining(grace=True)  # reads serve writes: the same grace
+        bounds: dict[str, Any] = {"retry": DEFAULT_RETRY}
+        if left is not None:
+            if left <= 0:
+                raise deadline.exceeded(f"before reading '{key}'")
+            bounds = {"retry": DEFAULT_RETRY.with_timeout(left), "timeout": left}
         try:
-            data = blob.download_as_bytes(retry=DEFAULT_RETRY)
+            data = blob.download_as_bytes(**bounds)
         except google_errors.NotFound as exc:
             self._raise_if_bucket_missing(exc)
             return None
+        except Exception:
+            if deadline.remaining(grace=True) == 0:
+                raise deadline.exceeded(f"reading '{key}'") from None
+            raise
         return StoredObject(data=data, generation=str(blob.generation))
 
     def put(
@@ -75,13 +89,19 @@ class GcsStore:
         timeout_s: float | None = None,
     ) -> Generation:
         timeout = self.write_timeout_s if timeout_s is None else timeout_s
+        limit = deadline.limit(timeout, grace=True)
+        left = limit.remaining()
+        if left <= 0:
+            raise _gave_up(key, timeout, by_deadline=limit.by_deadline)
+        per_call = {"timeout": left} if limit.by_deadline else {}
         blob = self._bucket.blob(self._name(key))
         try:
             blob.upload_from_string(
                 data,
                 content_type="application/octet-stream",
                 if_generation_match=_gcs_precondition(if_generation_match),
-                retry=DEFAULT_RETRY.with_timeout(timeout),
+                retry=DEFAULT_RETRY.with_timeout(left),
+                **per_call,
             )
         except google_errors.PreconditionFailed:
             raise PreconditionFailed(key, if_generation_match) from None
@@ -89,7 +109,11 @@ class GcsStore:
             self._raise_if_bucket_missing(exc)
             raise
         except google_errors.RetryError:
-            raise WriteContention(key, timeout) from None
+            raise _gave_up(key, timeout, by_deadline=limit.by_deadline) from None
+        except Exception:
+            if limit.by_deadline and limit.remaining() <= 0:  # the call's timeout cut it
+                raise _gave_up(key, timeout, by_deadline=True) from None
+            raise
         return str(blob.generation)
 
     def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
@@ -125,6 +149,12 @@ class GcsStore:
                 f"GCS bucket '{self._bucket.name}' does not exist or this identity cannot "
                 "see it; create it (infra/) or fix GOVERNOR_STORE_URL"
             ) from exc
+
+
+def _gave_up(key: str, timeout: float, *, by_deadline: bool) -> Exception:
+    if by_deadline:
+        return deadline.exceeded(f"writing '{key}'")
+    return WriteContention(key, timeout)
 
 
 def _gcs_precondition(expected: Precondition) -> int | None:

@@ -12,6 +12,9 @@ hold locks on two different files).
 The lock covers one `put` (check, write, rename), not a whole read-modify-write:
 `update` reads without it, so two writers of one key can both compute a change and the
 second `put` then fails its precondition and `update` runs again, as on GCS and S3.
+
+The wait for the lock ends at the write timeout, or at the request's deadline
+(`governor.deadline`) if that comes first: WriteContention or DeadlineExceeded.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
+from governor import deadline
 from governor.store import envelope
 from governor.store.base import (
     ABSENT,
@@ -163,7 +167,7 @@ class LocalStore:
                 self._held.depth -= 1
             return
         timeout = self.write_timeout_s if timeout_s is None else timeout_s
-        deadline = time.monotonic() + timeout
+        limit = deadline.limit(timeout, grace=True)
         self._make_parents(self.root)
         fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -176,8 +180,10 @@ class LocalStore:
                 except OSError as exc:
                     if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK):
                         raise
-                remaining = deadline - time.monotonic()
+                remaining = limit.remaining()
                 if remaining <= 0:
+                    if limit.by_deadline:
+                        raise deadline.exceeded(f"waiting for the store's lock to write '{key}'")
                     raise WriteContention(key, timeout)
                 waited = True
                 time.sleep(min(remaining, random.uniform(0, pause)))

@@ -20,10 +20,11 @@ from tenacity import (
     RetryError,
     Retrying,
     retry_if_exception,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
+from governor import deadline
 from governor.store import envelope
 from governor.store.base import (
     ABSENT,
@@ -50,6 +51,12 @@ def _code(exc: ClientError) -> str:
 
 def _is_conditional_conflict(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and _code(exc) == "ConditionalRequestConflict"
+
+
+def _gave_up(key: str, timeout: float, *, by_deadline: bool) -> Exception:
+    if by_deadline:
+        return deadline.exceeded(f"writing '{key}'")
+    return WriteContention(key, timeout)
 
 
 class S3Store:
@@ -87,6 +94,10 @@ class S3Store:
         timeout_s: float | None = None,
     ) -> Generation:
         timeout = self.write_timeout_s if timeout_s is None else timeout_s
+        limit = deadline.limit(timeout, grace=True)
+        left = limit.remaining()
+        if left <= 0:
+            raise _gave_up(key, timeout, by_deadline=limit.by_deadline)
         request: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": self._name(key),
@@ -100,12 +111,12 @@ class S3Store:
         retrying = Retrying(
             retry=retry_if_exception(_is_conditional_conflict),
             wait=wait_random_exponential(multiplier=0.05, max=1),
-            stop=stop_after_delay(timeout),
+            stop=stop_before_delay(left),  # no pause that would end past the timeout
         )
         try:
             response = retrying(self._client.put_object, **request)
         except RetryError:
-            raise WriteContention(key, timeout) from None
+            raise _gave_up(key, timeout, by_deadline=limit.by_deadline) from None
         except ClientError as exc:
             # If-Match on a key that no longer exists answers 404: the version is gone.
             if _code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):

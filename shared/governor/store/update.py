@@ -1,4 +1,10 @@
-"""The read-modify-write loop every change of shared state goes through."""
+"""The read-modify-write loop every change of shared state goes through.
+
+Under a request deadline (`governor.deadline`) the loop, its pauses and the backend's
+waits end with it: DeadlineExceeded instead of WriteContention when the deadline, not
+the write timeout, is what ran out. Once the request has been cut, its writes on the
+way out (the claim's release) get the deadline's short grace.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from governor import deadline
 from governor.store.base import (
     ABSENT,
     Generation,
@@ -42,10 +49,19 @@ def update(
 
     `fn` must be pure: on a conflict it is applied again to the newer bytes. Returning
     the current bytes unchanged writes nothing. Gives up with WriteContention when it
-    cannot get through within `timeout_s` (default: the store's write timeout).
+    cannot get through within `timeout_s` (default: the store's write timeout), with
+    DeadlineExceeded when the request's deadline comes first.
     """
     timeout = store.write_timeout_s if timeout_s is None else timeout_s
-    deadline = time.monotonic() + timeout
+    limit = deadline.limit(timeout, grace=True)
+
+    def give_up() -> Exception:
+        if limit.by_deadline:
+            return deadline.exceeded(f"writing '{key}'")
+        return WriteContention(key, timeout)
+
+    if limit.remaining() <= 0:
+        raise give_up()
     conflicts = 0
     pause = _BACKOFF_FIRST_S
     while True:
@@ -56,9 +72,9 @@ def update(
             return UpdateResult(
                 current.data, current.generation, written=False, conflicts=conflicts
             )
-        remaining = deadline - time.monotonic()
+        remaining = limit.remaining()
         if remaining <= 0:
-            raise WriteContention(key, timeout)
+            raise give_up()
         try:
             generation = store.put(
                 key,
@@ -69,11 +85,11 @@ def update(
         except PreconditionFailed:
             conflicts += 1
         except WriteContention:
-            raise WriteContention(key, timeout) from None
+            raise give_up() from None
         else:
             return UpdateResult(new, generation, written=True, conflicts=conflicts)
-        remaining = deadline - time.monotonic()
+        remaining = limit.remaining()
         if remaining <= 0:
-            raise WriteContention(key, timeout)
+            raise give_up()
         time.sleep(min(remaining, random.uniform(0, pause)))
         pause = min(_BACKOFF_MAX_S, pause * 2)

@@ -411,3 +411,26 @@ def test_a_run_stops_before_its_time_budget(world: World) -> None:
     )
 
     assert summary.stopped_early and summary.visited < 3
+
+
+# -- statuses that say only what is true ------------------------------------------------
+
+
+def test_a_status_lost_after_the_dispatch_is_posted_by_the_redelivery(world: World) -> None:
+    """GitHub answers 502 to the status after a successful dispatch: the fail-closed hold
+    does not cover the live dispatch, and the redelivery says `success` at last."""
+    gov = world.repo()
+    sha = gov.commit("status-lost", ["src/app.py"])
+    payload = gov.verified(sha)
+    world.fake.fail_next("repos/create-commit-status", 502)  # writes are not retried
+
+    with pytest.raises(Exception, match="502"):
+        world.deliver(payload)
+    assert dispatched(gov) == [sha]
+    assert [s["state"] for s in gov.our_statuses(sha)] == []  # no governor_error over it
+
+    again = to_json(world.deliver(payload))
+
+    assert again["result"] == "already_dispatched", again
+    assert dispatched(gov) == [sha]
+    assert [s["state"] for s in gov.our_statuses(sha)] == ["success"]

@@ -85,6 +85,11 @@ def commit_status(
     return state, _fit(text)
 
 
+def dispatched_status(run_id: int | None) -> str:
+    run = f"deploy run {run_id}" if run_id is not None else "the deploy workflow"
+    return _fit(f"ALLOW: dispatched {run} (status restored after an interrupted delivery)")
+
+
 def _fit(text: str) -> str:
     return text if len(text) <= STATUS_LIMIT else text[: STATUS_LIMIT - 1] + "…"
 

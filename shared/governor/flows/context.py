@@ -167,6 +167,18 @@ def post_status(
     )
 
 
+def post_dispatched_status(ctx: Context, repo: Repo, sha: str, run_id: int | None) -> None:
+    """`success` for a SHA whose dispatch stands, when the status of its decision may never
+    have been posted (the delivery that dispatched it died first)."""
+    repo.api.create_status(
+        sha,
+        state="success",
+        context=ctx.settings.status_context,
+        description=messages.dispatched_status(run_id),
+        target_url=decision_link(ctx.settings, repo.id, sha, ctx.clock()),
+    )
+
+
 def decision_link(settings: AppSettings, repo_id: int, sha: str, now: datetime) -> str | None:
     """A signed link to the decision page, valid for `link_ttl_days` from `now`."""
     if not settings.public_url or settings.link_secret is None:

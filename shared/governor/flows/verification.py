@@ -31,6 +31,7 @@ from governor.flows.context import (
     choose_trusted,
     claimed,
     mode_of,
+    post_dispatched_status,
     post_status,
     read_trusted,
     wave,
@@ -104,6 +105,11 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
         recorded = None if live.workflow else read_trusted(repo, state.production_sha).governing
         standing = dispatch.resume(ctx, repo, recorded, live)
         if standing is not None:
+            if standing.kind is Kind.DISPATCH_RECOVERED or (
+                standing.kind is Kind.ALREADY_DISPATCHED and trigger == "verified"
+            ):
+                # The delivery that dispatched it died before its status: say it now.
+                post_dispatched_status(ctx, repo, sha, standing.run_id)
             return standing
         stale_intent = live.intent_id  # it never started: decide again, as if never written
 

@@ -71,10 +71,11 @@ class OutcomeUnknownPastDeadline(OutcomeUnknown, DeadlineExceeded):
     """A write cut by the request's deadline while in flight: it may have happened."""
 
     def __init__(self, cut: DeadlineExceeded, *, method: str, path: str) -> None:
-        OutcomeUnknown.__init__(
-            self, 0, f"no answer within the request's time budget ({cut.budget_s:g} s)",
-            method=method, path=path,
-        )  # fmt: skip
+        # Both bases' fields, set here: their __init__s do not cooperate.
+        message = f"no answer within the request's time budget ({cut.budget_s:g} s)"
+        Exception.__init__(self, f"GitHub {method} {path}: 0 {message}")
+        self.status = 0
+        self.message = message
         self.what = cut.what
         self.budget_s = cut.budget_s
 

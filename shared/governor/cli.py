@@ -1,7 +1,11 @@
 """The `governor` command: look at and operate the governor's state.
 
-Exit status: 0 done, 1 not found (or, for reconcile, some step failed), 2 usage or
-configuration error, 75 (EX_TEMPFAIL) another governor write is in progress: retry.
+Argument parsing and dispatch only: each command's logic is in `governor.commands`, which
+returns typed results rendered here as text (every line through `safe_text`) or JSON.
+Exit status (docs/cli.md): 0 done; 1 error or not found (for reconcile: some step
+failed; for replay: the answer was not 2xx); 2 usage or configuration error; 3 held / not
+allowed (`status --sha`, `policy check --repo` relaxing); 4 invalid policy file (`policy
+check`); 75 (EX_TEMPFAIL) another governor write is in progress: retry.
 """
 
 from __future__ import annotations
@@ -10,10 +14,22 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
 
 from governor import __version__
+from governor.commands import (
+    EXIT_ERROR,
+    EXIT_HELD,
+    EXIT_POLICY_INVALID,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    CommandError,
+)
+from governor.commands.safe import safe_text
+from governor.github.client import GitHubError
 from governor.settings import ConfigError, load_settings
 from governor.store import (
     DEFAULT_WRITE_TIMEOUT_S,
@@ -24,9 +40,12 @@ from governor.store import (
     open_store,
 )
 
-EXIT_NOT_FOUND: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_TEMPFAIL: Final = 75
+EXIT_NOT_FOUND: Final = EXIT_ERROR
+EXIT_CODES: Final = (
+    "Exit status: 0 ok; 1 error or not found; 2 usage or configuration; 3 held / not "
+    "allowed; 4 invalid policy file; 75 another governor write is in progress: retry. "
+    "docs/cli.md has each command's exit codes and JSON fields."
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,26 +53,35 @@ def _parser() -> argparse.ArgumentParser:
         prog="governor",
         description="Release Governor: inspect and operate the deploy gate's state.",
         epilog="The store is GOVERNOR_STORE_URL unless --store is given. "
-        "Exit 75 means another governor write is in progress: retry.",
+        "Exit 75 means another governor write is in progress: retry. " + EXIT_CODES,
     )
     parser.add_argument("--version", action="version", version=f"governor {__version__}")
     parser.add_argument(
         "--store", metavar="URL", help="file:///path, gs://bucket/prefix or s3://bucket/prefix"
     )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    store = commands.add_parser("store", help="read raw objects in the store")
+    def command(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=help_text, description=description, epilog=EXIT_CODES, parents=[common]
+        )
+
+    store = commands.add_parser("store", help="read raw objects in the store", parents=[common])
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
     ls = store_commands.add_parser("ls", help="list keys under a prefix")
     ls.add_argument("prefix", nargs="?", default="")
     cat = store_commands.add_parser("cat", help="print one object and its generation")
     cat.add_argument("key")
 
-    reconcile = commands.add_parser(
+    reconcile = command(
         "reconcile",
-        help="one reconcile run (what the scheduled function does), then a summary",
-        description="Redeliver failed webhook deliveries, finish or tie up deploys, re-check "
+        "one reconcile run (what the scheduled function does), then a summary",
+        "Redeliver failed webhook deliveries, finish or tie up deploys, re-check "
         "holds and catch up missed verifications, then print what was done. Needs the App's "
         "settings (GOVERNOR_* variables, as the functions have them). For cron or a systemd "
         "timer every 5 minutes on self-hosted setups. Exit 1 if anything failed.",
@@ -64,6 +92,63 @@ def _parser() -> argparse.ArgumentParser:
     reconcile.add_argument(
         "--budget-s", type=float, metavar="SECONDS", help="time budget (default: the setting)"
     )
+
+    status = command(
+        "status",
+        "production, what is in flight and what is held (every repository without REPO)",
+        "Without REPO: every repository in the store, one line each. With REPO: the SHA in "
+        "production and since when, dispatches in flight with their runs, each held SHA with "
+        "its reason, when it clears and what unblocks it. Reads the store only. With --sha: "
+        "exit 0 if that SHA is in production or dispatched, 3 if it is not going out.",
+    )
+    status.add_argument("repo", nargs="?", help="owner/name or numeric id")
+    status.add_argument("--sha", help="also say where this SHA (or unique prefix) stands")
+
+    explain = command(
+        "explain",
+        "why a SHA was decided as it was",
+        "The stored evaluations of SHA (newest last), their inputs, the paths behind the "
+        "risk, the rule that decided (reason code and its section of docs/reasons.md) and "
+        "what unblocks it. Reads the store only. Exit 1 if there is no record of the SHA.",
+    )
+    explain.add_argument("repo", help="owner/name or numeric id")
+    explain.add_argument("sha", help="full SHA or a unique prefix (at least 4 hex digits)")
+    explain.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="a policy file (the trusted one) to name the pattern that classed each path",
+    )
+
+    policy = commands.add_parser("policy", help="policy files", parents=[common])
+    policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    check = policy_commands.add_parser(
+        "check",
+        help="validate a policy file and show what it means",
+        description="Validate a policy file as the governor reads it and print the effective "
+        "settings (defaults filled in), or the problem with the key named and how to fix it "
+        "(exit 4). With --repo (needs the App's GOVERNOR_* settings): the keys that differ "
+        "from the repository's trusted policy, read through the App, and whether the change "
+        "relaxes the rules (exit 3): a relaxation takes effect only once the file is deployed.",
+        epilog=EXIT_CODES,
+        parents=[common],
+    )
+    check.add_argument(
+        "file", nargs="?", default=".github/release-governor.yml", help="'-' for stdin"
+    )
+    check.add_argument("--repo", help="compare with this repository's trusted policy")
+
+    replay = command(
+        "replay",
+        "sign a webhook payload with the webhook secret and POST it",
+        "Sign FILE ('-' for stdin) with GOVERNOR_WEBHOOK_SECRET as GitHub does "
+        "(X-Hub-Signature-256) and POST it with GitHub's headers; print the answer. "
+        "Exit 0 on a 2xx answer, 1 otherwise.",
+    )
+    replay.add_argument("file", help="the JSON payload; '-' for stdin")
+    replay.add_argument("--event", required=True, help="X-GitHub-Event, e.g. ping, workflow_run")
+    replay.add_argument("--url", required=True, help="the webhook function's URL")
+    replay.add_argument("--delivery", metavar="GUID", help="X-GitHub-Delivery (default: new)")
+    replay.add_argument("--timeout-s", type=float, default=30.0, metavar="SECONDS")
     return parser
 
 
@@ -73,6 +158,22 @@ def _open(args: argparse.Namespace) -> ObjectStore:
         raise StoreConfigError("no store: set GOVERNOR_STORE_URL or pass --store URL")
     timeout = float(os.environ.get("GOVERNOR_WRITE_TIMEOUT_S", DEFAULT_WRITE_TIMEOUT_S))
     return open_store(url, write_timeout_s=timeout)
+
+
+def _read(path: str) -> bytes:
+    try:
+        return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}", EXIT_ERROR) from None
+
+
+def _emit(args: argparse.Namespace, result: Any, text: Callable[[Any], list[str]]) -> None:
+    from governor.commands.jsonify import to_json
+
+    if args.json:
+        print(json.dumps(to_json(result), sort_keys=True))
+    else:
+        print("\n".join(safe_text(line) for line in text(result)))
 
 
 def _store_command(args: argparse.Namespace) -> int:
@@ -128,18 +229,97 @@ def _reconcile_command(args: argparse.Namespace) -> int:
     return EXIT_NOT_FOUND if summary["errors"] else 0
 
 
+def _status_command(args: argparse.Namespace) -> int:
+    from governor.commands import render, repos, status
+
+    store, now = _open(args), datetime.now(UTC)
+    if args.repo is None:
+        if args.sha:
+            raise CommandError("--sha needs REPO", EXIT_USAGE)
+        _emit(args, status.overview(store, now), render.overview)
+        return 0
+    state = repos.resolve_state(store, args.repo)
+    sha = repos.resolve_sha(store, state, args.sha) if args.sha else None
+    result = status.repo_status(store, state, now, sha)
+    _emit(args, result, render.repo_status)
+    return EXIT_HELD if result.sha is not None and not result.sha.going_out else 0
+
+
+def _explain_command(args: argparse.Namespace) -> int:
+    from governor.commands import explain, render, repos
+
+    store = _open(args)
+    state = repos.resolve_state(store, args.repo)
+    sha = repos.resolve_sha(store, state, args.sha)
+    policy = None
+    if args.policy:
+        text = _read(args.policy).decode("utf-8", errors="replace")
+        policy = explain.load_patterns(text, args.policy)
+    result = explain.explain(store, state, sha, policy=policy, policy_source=args.policy)
+    _emit(args, result, render.explanation)
+    return 0
+
+
+def _policy_command(args: argparse.Namespace) -> int:
+    from governor.commands import policy_check, render
+
+    source = "(stdin)" if args.file == "-" else args.file
+    text = _read(args.file).decode("utf-8", errors="replace")
+    result = policy_check.check_text(text, source)
+    if args.repo:
+        from governor.wiring import Governor
+
+        settings = load_settings()
+        if args.store:
+            settings = settings.model_copy(update={"store_url": args.store})
+        result = policy_check.check_against(Governor(settings), result, text, args.repo)
+    _emit(args, result, render.policy_check)
+    if not result.valid:
+        return EXIT_POLICY_INVALID
+    return EXIT_HELD if result.against is not None and result.against.relaxes else 0
+
+
+def _replay_command(args: argparse.Namespace) -> int:
+    from governor.commands import render, replay
+
+    result = replay.replay(
+        _read(args.file),
+        event=args.event,
+        url=args.url,
+        secret=os.environ.get(replay.SECRET_VARIABLE),
+        delivery=args.delivery,
+        timeout_s=args.timeout_s,
+    )
+    _emit(args, result, render.replayed)
+    return 0 if result.ok else EXIT_ERROR
+
+
+_COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
+    "store": _store_command,
+    "reconcile": _reconcile_command,
+    "status": _status_command,
+    "explain": _explain_command,
+    "policy": _policy_command,
+    "replay": _replay_command,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.command == "reconcile":
-            return _reconcile_command(args)
-        return _store_command(args)
+        return _COMMANDS[args.command](args)
+    except CommandError as exc:
+        print(f"governor: {safe_text(str(exc))}", file=sys.stderr)
+        return exc.exit_code
     except WriteContention as exc:
         print(f"governor: {exc}", file=sys.stderr)
         return EXIT_TEMPFAIL
     except ConfigError as exc:
         print(f"governor: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except GitHubError as exc:
+        print(f"governor: GitHub: {safe_text(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
     except (StoreError, ValueError) as exc:
         print(f"governor: {exc}", file=sys.stderr)
         return EXIT_USAGE

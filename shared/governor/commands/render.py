@@ -1,0 +1,227 @@
+"""Results as lines of text for a person. The CLI passes every line through `safe_text`,
+so whatever a field holds (a path, a reason, a branch name) cannot steer the terminal."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import yaml
+
+from governor.commands.explain import Explanation
+from governor.commands.policy_check import PolicyCheck, TrustedComparison
+from governor.commands.replay import ReplayResult
+from governor.commands.status import Held, Overview, RepoStatus, ShaStatus
+
+SHORT = 12
+
+
+def when(moment: datetime | None, empty: str = "-") -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment is not None else empty
+
+
+def short(sha: str | None, empty: str = "none") -> str:
+    return sha[:SHORT] if sha else empty
+
+
+def sha_line(status: ShaStatus) -> str:
+    words = {
+        "production": "in production",
+        "in_flight": "dispatched, deploy in flight",
+        "held": "held",
+        "failed": "its deploy failed",
+        "previous_production": "was production before the current one",
+        "decided": "decided",
+        "unknown": "no record of it",
+    }
+    detail = words[status.state]
+    if status.reason:
+        outcome = f"{status.outcome} " if status.outcome and status.state == "decided" else ""
+        detail += f" ({outcome}{status.reason})"
+    going = "going out" if status.going_out else "not going out"
+    return f"{status.sha}: {detail}; {going}"
+
+
+def repo_status(result: RepoStatus) -> list[str]:
+    lines = [f"{result.repo} (id {result.repo_id})"]
+    if result.production_sha:
+        lines.append(
+            f"production: {result.production_sha} since {when(result.production_at)}"
+            f" (previous: {short(result.production_previous_sha)})"
+        )
+    else:
+        lines.append("production: none yet (no successful deploy recorded)")
+    freeze = result.emergency_freeze
+    if freeze is not None:
+        state = "in force" if freeze.active else "ended"
+        lines.append(
+            f"emergency freeze ({state}) by {freeze.by} since {when(freeze.since)}, "
+            f"until {when(freeze.until, 'lifted by hand')}: {freeze.reason}"
+        )
+    lines.append("in flight:" if result.in_flight else "in flight: nothing")
+    for flight in result.in_flight:
+        run = (
+            f"run {flight.run_id} {flight.run_url or ''}".rstrip()
+            if flight.run_id is not None
+            else "run not found yet (intent recorded)"
+        )
+        where = f" ({flight.workflow} on {flight.ref})" if flight.workflow else ""
+        dispatched = when(flight.dispatched_at)
+        lines.append(f"  {short(flight.sha)}  dispatched {dispatched}  {run}{where}")
+    lines.append("held:" if result.held else "held: nothing")
+    for held in result.held:
+        lines.extend(_held(held))
+    if result.failures:
+        lines.append("recent deploy failures:")
+        for failure in result.failures:
+            issue = f", issue #{failure.issue_number}" if failure.issue_number else ""
+            lines.append(
+                f"  {short(failure.sha)}  {failure.conclusion} x{failure.count}, "
+                f"last {when(failure.last_at)}{issue}"
+            )
+    if result.sha is not None:
+        lines.append(sha_line(result.sha))
+    return lines
+
+
+def _held(held: Held) -> list[str]:
+    lines = [f"  {short(held.sha)}  {held.reason} since {when(held.since)}"]
+    if held.detail:
+        lines.append(f"      {held.detail}")
+    if held.until is None:
+        clears = "not by itself"
+    elif held.due:
+        clears = f"{when(held.until)} (passed: the next reconcile evaluates it again)"
+    else:
+        clears = when(held.until)
+    lines.append(f"      clears: {clears}")
+    lines.append(f"      unblock: {held.unblock}")
+    if held.approvals:
+        lines.append(f"      approved by: {', '.join(held.approvals)}")
+    lines.append(f"      see {held.docs}")
+    return lines
+
+
+def overview(result: Overview) -> list[str]:
+    if not result.repositories:
+        return [f"no repositories in {result.store}"]
+    lines = []
+    for line in result.repositories:
+        production = (
+            f"production {short(line.production_sha)} since {when(line.production_at)}"
+            if line.production_sha
+            else "production none"
+        )
+        frozen = "  FROZEN" if line.frozen else ""
+        lines.append(
+            f"{line.repo}  id {line.repo_id}  {production}  in flight {line.in_flight}  "
+            f"held {line.held}{frozen}"
+        )
+    return lines
+
+
+def explanation(result: Explanation) -> list[str]:
+    risk = f" (risk {result.risk})" if result.risk else ""
+    lines = [
+        f"{result.repo} {result.sha}",
+        f"decision: {result.outcome} {result.reason}{risk}: {result.detail}",
+        f"rule: {result.reason}, see {result.docs}",
+    ]
+    if result.decided_by:
+        policy = "the trusted policy" if result.decided_by == "trusted" else "the SHA's own policy"
+        lines.append(f"decided by {policy} (trusted policy read at {result.trusted_policy})")
+    if result.until is not None:
+        lines.append(f"until: {when(result.until)}")
+    if result.unblock:
+        lines.append(f"unblock: {result.unblock}")
+    lines.append("now: " + sha_line(result.current))
+    base = f"production {short(result.production_sha)}" if result.production_sha else "its parent"
+    unknown = " (file list incomplete: risk unknown)" if result.risk_unknown else ""
+    lines.append(f"risk: {result.risk or '-'}, compared with {base}{unknown}")
+    for path in result.paths:
+        pattern = f"  matched {path.pattern}" if path.pattern else ""
+        lines.append(f"  {path.risk:<6}  {path.path}{pattern}")
+    if result.patterns_from:
+        lines.append(f"  (patterns from {result.patterns_from})")
+    lines.extend(f"note: {note}" for note in result.notes)
+    if result.degraded_labels:
+        lines.append(f"degraded: open issues labelled {', '.join(result.degraded_labels)}")
+    if result.superseded_by:
+        lines.append(f"superseded by: {result.superseded_by}")
+    if result.policy_problem:
+        lines.append(f"trusted policy problem: {result.policy_problem}")
+    if result.own_policy_problem:
+        lines.append(f"own policy problem: {result.own_policy_problem}")
+    kept = len(result.evaluations)
+    lines.append(f"evaluations ({kept} kept of {result.total_evaluations}, newest last):")
+    for e in result.evaluations:
+        until = f" until {when(e.until)}" if e.until else ""
+        lines.append(
+            f"  {when(e.at)}  {e.trigger:<9} {e.outcome} {e.reason} "
+            f"{e.risk or '-'}{until}: {e.detail}"
+        )
+    if result.evaluations:
+        lines.append("inputs of the latest evaluation:")
+        for key, value in sorted(result.evaluations[-1].inputs.items()):
+            lines.append(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+    return lines
+
+
+def _comparison(against: TrustedComparison) -> list[str]:
+    lines = [
+        f"against {against.repo} (id {against.repo_id}), trusted policy at "
+        f"{against.trusted_source}:"
+    ]
+    if against.trusted_problem:
+        lines.append(f"  the trusted policy is unusable: {against.trusted_problem}")
+        lines.append(
+            "  every SHA is held policy_invalid; a valid file on the default branch "
+            "becomes the trusted one"
+        )
+    elif not against.governed:
+        lines.append(
+            "  the repository is not governed (no policy, or enabled: false); this "
+            "file governs it once it is the trusted policy"
+        )
+    if not against.differences and against.trusted_problem is None and against.governed:
+        lines.append("  no differences")
+    for d in against.differences:
+        applies = "applies at once" if d.applies == "at_once" else "applies once trusted"
+        note = f": {d.note}" if d.note else ""
+        lines.append(
+            f"  {d.key}: {json.dumps(d.trusted)} -> {json.dumps(d.file)}  "
+            f"{d.effect.replace('_', ' ')}, {applies}{note}"
+        )
+    if against.relaxes:
+        lines.append(
+            "  RELAXES the trusted rules: the relaxation takes effect only once this "
+            "file is deployed (before the first deploy: merged on the default branch)"
+        )
+    return lines
+
+
+def policy_check(result: PolicyCheck) -> list[str]:
+    if result.problem is not None:
+        lines = [
+            f"{result.source}: INVALID (the governor would hold every SHA policy_invalid)",
+            f"  key: {result.problem.key}",
+            f"  problem: {result.problem.message}",
+            f"  fix: {result.problem.fix}",
+        ]
+    else:
+        lines = [f"{result.source}: valid", "effective settings (defaults filled in):"]
+        dumped = yaml.safe_dump(result.effective, sort_keys=False, default_flow_style=False)
+        lines.extend("  " + line for line in dumped.splitlines())
+        lines.extend(f"note: {note}" for note in result.notes)
+    if result.against is not None:
+        lines.extend(_comparison(result.against))
+    return lines
+
+
+def replayed(result: ReplayResult) -> list[str]:
+    lines = [
+        f"POST {result.url}  event {result.event}  delivery {result.delivery}",
+        f"HTTP {result.status}{' (' + result.content_type + ')' if result.content_type else ''}",
+    ]
+    lines.extend(result.body.splitlines())
+    return lines

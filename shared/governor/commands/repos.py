@@ -1,0 +1,116 @@
+"""Which repository a command means: `owner/name` or the numeric id, found in the store.
+
+The release state (`repos/<id>/state.json`) carries `repo`, the name when last seen, so a
+name is resolved by reading the states (one listing and one read per repository: fine
+for a command). Names compare case-insensitively, as GitHub's do.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+from governor.commands import EXIT_ERROR, EXIT_USAGE, CommandError
+from governor.ledger import DecisionRecord, decision_key, state_key
+from governor.state import ReleaseState
+from governor.store import ObjectStore
+
+_NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
+_ID: Final = re.compile(r"[0-9]{1,19}")
+_FULL_SHA: Final = re.compile(r"[0-9a-f]{40}")
+_SHA_PREFIX: Final = re.compile(r"[0-9a-f]{4,40}")
+_STATE_KEY: Final = re.compile(r"repos/([0-9]+)/state\.json")
+
+
+@dataclass(frozen=True, slots=True)
+class RepoRef:
+    """How a repository was asked for: by id, or by `owner/name`."""
+
+    id: int | None
+    name: str | None
+
+    def __str__(self) -> str:
+        return str(self.id) if self.id is not None else str(self.name)
+
+
+def parse_repo(text: str) -> RepoRef:
+    """`owner/name` or a numeric id; anything else is a usage error."""
+    text = text.strip()
+    if _ID.fullmatch(text):
+        return RepoRef(int(text), None)
+    if _NAME.fullmatch(text):
+        return RepoRef(None, text)
+    raise CommandError(
+        f"'{text}' is not a repository: give owner/name or its numeric id", EXIT_USAGE
+    )
+
+
+def read_state(store: ObjectStore, repo_id: int) -> ReleaseState | None:
+    current = store.get(state_key(repo_id))
+    return None if current is None else ReleaseState.model_validate_json(current.data)
+
+
+def all_states(store: ObjectStore) -> list[ReleaseState]:
+    """Every repository's release state, by id."""
+    states = []
+    for key in store.list("repos/"):
+        found = _STATE_KEY.fullmatch(key)
+        if found is None:
+            continue
+        state = read_state(store, int(found.group(1)))
+        if state is not None:
+            states.append(state)
+    return sorted(states, key=lambda s: s.repo_id)
+
+
+def find_state(store: ObjectStore, ref: RepoRef) -> ReleaseState | None:
+    """The release state of the repository `ref` names, None if the store has none."""
+    if ref.id is not None:
+        return read_state(store, ref.id)
+    wanted = str(ref.name).lower()
+    matches = [s for s in all_states(store) if s.repo.lower() == wanted]
+    return max(matches, key=lambda s: s.version) if matches else None
+
+
+def resolve_state(store: ObjectStore, text: str) -> ReleaseState:
+    """The release state for REPO, or an error saying clearly that it is unknown."""
+    ref = parse_repo(text)
+    state = find_state(store, ref)
+    if state is None:
+        raise CommandError(
+            f"unknown repository '{ref}': no release state in {store.url} (the governor "
+            "has not evaluated anything there yet, or the name is wrong; "
+            "'governor status' lists the known ones)",
+            EXIT_ERROR,
+        )
+    return state
+
+
+def resolve_sha(store: ObjectStore, state: ReleaseState, text: str) -> str:
+    """A full SHA from a full one or a unique prefix (at least 4 hex digits) among the SHAs
+    the store knows for this repository: its decision records and release state."""
+    sha = text.strip().lower()
+    if _FULL_SHA.fullmatch(sha):
+        return sha
+    if not _SHA_PREFIX.fullmatch(sha):
+        raise CommandError(f"'{text}' is not a commit SHA (4 to 40 hex digits)", EXIT_USAGE)
+    known = {
+        key.rsplit("/", 1)[-1].removesuffix(".json")
+        for key in store.list(f"decisions/{state.repo_id}/")
+    }
+    known |= set(state.holds) | {d.sha for d in state.dispatches}
+    known |= {s for s in (state.production_sha, state.production_previous_sha) if s}
+    matches = sorted(s for s in known if s.startswith(sha))
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise CommandError(f"no SHA starting with {sha} is known for {state.repo}", EXIT_ERROR)
+    raise CommandError(
+        f"{sha} is ambiguous in {state.repo}: {', '.join(m[:12] for m in matches)}", EXIT_USAGE
+    )
+
+
+def read_decision(store: ObjectStore, repo_id: int, sha: str) -> DecisionRecord | None:
+    current = store.get(decision_key(repo_id, sha))
+    return None if current is None else DecisionRecord.model_validate_json(current.data)

@@ -1,0 +1,221 @@
+"""`governor status [REPO]`: where each repository stands, from its release state.
+
+Production and when it got there, what is in flight (dispatches with their runs), each
+held SHA with its reason, when it clears and what unblocks it, recent deploy failures
+and an emergency freeze. Read-only: one read per repository (plus one per held SHA for
+its decision's detail).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final, Literal
+
+from governor.commands import repos
+from governor.commands.hints import hold_hint, reason_anchor
+from governor.state import Dispatch, ReleaseState
+from governor.store import ObjectStore
+
+ShaState = Literal[
+    "production", "in_flight", "held", "failed", "previous_production", "decided", "unknown"
+]
+GOING_OUT: Final = frozenset({"production", "in_flight"})
+"""`status REPO --sha SHA` exits 0 for these, 3 (held / not allowed) for the others."""
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    sha: str
+    dispatched_at: datetime
+    workflow: str | None
+    ref: str | None
+    run_id: int | None
+    """None: the dispatch intent is recorded but its run was not found yet."""
+    run_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    sha: str
+    reason: str
+    since: datetime
+    until: datetime | None
+    """When the hold ends by itself (freeze, cooldown, rate limit); None: it does not."""
+    due: bool
+    """`until` has passed: the next reconcile (every 5 minutes) evaluates it again."""
+    detail: str | None
+    """The decision's one-line detail, from its latest evaluation (None: no record)."""
+    unblock: str
+    docs: str
+    approvals: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FailedDeploy:
+    sha: str
+    last_at: datetime
+    count: int
+    conclusion: str
+    issue_number: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    by: str
+    reason: str
+    since: datetime
+    until: datetime | None
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ShaStatus:
+    sha: str
+    state: ShaState
+    going_out: bool
+    """In production, or its deploy is dispatched: exit 0; otherwise exit 3."""
+    reason: str | None
+    """The hold's reason, or the latest evaluation's for `decided`."""
+    outcome: str | None
+    """The latest evaluation's outcome (ALLOW, HOLD, IGNORE), None without a record."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoStatus:
+    repo_id: int
+    repo: str
+    state_version: int
+    production_sha: str | None
+    production_at: datetime | None
+    production_previous_sha: str | None
+    in_flight: tuple[InFlight, ...]
+    held: tuple[Held, ...]
+    failures: tuple[FailedDeploy, ...]
+    emergency_freeze: Freeze | None
+    sha: ShaStatus | None = None
+    """What `--sha` asked about."""
+
+
+@dataclass(frozen=True, slots=True)
+class RepoLine:
+    repo_id: int
+    repo: str
+    production_sha: str | None
+    production_at: datetime | None
+    in_flight: int
+    held: int
+    frozen: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    store: str
+    repositories: tuple[RepoLine, ...]
+
+
+def in_flight(state: ReleaseState) -> tuple[Dispatch, ...]:
+    """Live dispatches newer than production's own, of SHAs other than production."""
+    start = 0
+    if state.production_sha is not None:
+        own = [i for i, d in enumerate(state.dispatches) if d.sha == state.production_sha]
+        start = own[-1] + 1 if own else 0
+    return tuple(
+        d
+        for d in state.dispatches[start:]
+        if d.sha != state.production_sha and state.dispatch_for(d.sha) == d
+    )
+
+
+def _frozen(state: ReleaseState, now: datetime) -> Freeze | None:
+    freeze = state.emergency_freeze
+    if freeze is None:
+        return None
+    active = freeze.until is None or now < freeze.until
+    return Freeze(freeze.by, freeze.reason, freeze.at, freeze.until, active)
+
+
+def repo_status(
+    store: ObjectStore, state: ReleaseState, now: datetime, sha: str | None = None
+) -> RepoStatus:
+    held = []
+    for hold in sorted(state.holds.values(), key=lambda h: h.at, reverse=True):
+        record = repos.read_decision(store, state.repo_id, hold.sha)
+        latest = record.latest if record is not None else None
+        detail = latest.detail if latest is not None and latest.reason == hold.reason else None
+        held.append(
+            Held(
+                sha=hold.sha,
+                reason=hold.reason,
+                since=hold.at,
+                until=hold.until,
+                due=hold.until is not None and hold.until <= now,
+                detail=detail,
+                unblock=hold_hint(hold.reason, hold.until, detail or ""),
+                docs=reason_anchor(hold.reason),
+                approvals=tuple(a.by for a in state.approvals_for(hold.sha)),
+            )
+        )
+    flying = tuple(
+        InFlight(d.sha, d.at, d.workflow, d.ref, d.run_id, d.run_url) for d in in_flight(state)
+    )
+    failures = tuple(
+        FailedDeploy(f.sha, f.last_at, f.count, f.conclusion, f.issue_number)
+        for f in sorted(state.failures.values(), key=lambda f: f.last_at, reverse=True)
+    )
+    return RepoStatus(
+        repo_id=state.repo_id,
+        repo=state.repo,
+        state_version=state.version,
+        production_sha=state.production_sha,
+        production_at=state.production_at,
+        production_previous_sha=state.production_previous_sha,
+        in_flight=flying,
+        held=tuple(held),
+        failures=failures,
+        emergency_freeze=_frozen(state, now),
+        sha=None if sha is None else sha_status(store, state, sha),
+    )
+
+
+def sha_status(store: ObjectStore, state: ReleaseState, sha: str) -> ShaStatus:
+    """Where one SHA stands; `going_out` when it is in production or dispatched."""
+    record = repos.read_decision(store, state.repo_id, sha)
+    latest = record.latest if record is not None else None
+    outcome = latest.outcome if latest is not None else None
+    hold = state.holds.get(sha)
+    kind: ShaState
+    reason = latest.reason if latest is not None else None
+    if sha == state.production_sha:
+        kind = "production"
+    elif any(d.sha == sha for d in in_flight(state)):
+        kind = "in_flight"
+    elif hold is not None:
+        kind, reason = "held", hold.reason
+    elif sha in state.failures:
+        kind = "failed"
+    elif sha == state.production_previous_sha:
+        kind = "previous_production"
+    elif latest is not None:
+        kind = "decided"
+    else:
+        kind = "unknown"
+    return ShaStatus(sha, kind, kind in GOING_OUT, reason, outcome)
+
+
+def overview(store: ObjectStore, now: datetime) -> Overview:
+    lines = []
+    for state in repos.all_states(store):
+        freeze = _frozen(state, now)
+        lines.append(
+            RepoLine(
+                repo_id=state.repo_id,
+                repo=state.repo,
+                production_sha=state.production_sha,
+                production_at=state.production_at,
+                in_flight=len(in_flight(state)),
+                held=len(state.holds),
+                frozen=freeze is not None and freeze.active,
+            )
+        )
+    return Overview(store.url, tuple(lines))

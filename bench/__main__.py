@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, one after the other, in one run."""
 
-from bench import decision, store_contention, webhook
+from bench import decision, reconcile_scale, store_contention, webhook
 
 if __name__ == "__main__":
     decision.main([])
@@ -8,3 +8,5 @@ if __name__ == "__main__":
     store_contention.main([])
     print()
     webhook.main([])
+    print()
+    reconcile_scale.main([])

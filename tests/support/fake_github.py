@@ -2097,6 +2097,7 @@ class FakeGitHub:
         self._tokens: dict[str, _Token] = {}
         self._tokens_issued = 0
         self._faults: dict[str, deque[_Fault]] = {}
+        self._hooks: dict[str, deque[Callable[[Call], None]]] = {}
         self._deliveries: dict[int, _Delivery] = {}
         self._next_delivery = 30_000_000_001
         self._redelivery_threads: list[threading.Thread] = []
@@ -2259,6 +2260,27 @@ class FakeGitHub:
     def rate_limit_next(self, operation_id: str, *, retry_after_s: int = 1, times: int = 1) -> None:
         """Answer the next `times` requests with GitHub's secondary rate limit (429)."""
         self._queue(operation_id, times, _Fault("rate_limit", retry_after_s=retry_after_s))
+
+    def on_request(
+        self, operation_id: str, callback: Callable[[Call], None], *, times: int = 1
+    ) -> None:
+        """Call `callback` with the next `times` requests to that operation, once the fake
+        has handled each (its side effect done, the call recorded) and before it answers.
+
+        The request waits for the callback, on its server thread: a test can kill the
+        client there, so GitHub did the work and the answer never arrives.
+        """
+        if operation_id not in self.contract.operation_ids:
+            raise ValueError(f"no operation {operation_id!r} in the contract")
+        with self.lock:
+            self._hooks.setdefault(operation_id, deque()).extend([callback] * times)
+
+    def _call_hook(self, call: Call) -> None:
+        with self.lock:
+            hooks = self._hooks.get(call.operation_id or "")
+            hook = hooks.popleft() if hooks else None
+        if hook is not None:
+            hook(call)  # outside the lock: the callback may ask the fake for anything
 
     def _queue(self, operation_id: str, times: int, fault: _Fault) -> None:
         if operation_id not in self.contract.operation_ids:
@@ -2746,20 +2768,20 @@ class FakeGitHub:
                 self._uncounted[bucket] = self._uncounted.get(bucket, 0) + 1
             used = self._used.get(bucket, 0)
             limit = self._limit(bucket)
-            self.calls.append(
-                Call(
-                    method=method,
-                    path=raw_path,
-                    query=query,
-                    json=parsed,
-                    operation_id=op.operation_id if op else None,
-                    status=answer.status,
-                    headers=headers,
-                    bucket=bucket,
-                    counted=counted,
-                    at=arrived,
-                )
+            call = Call(
+                method=method,
+                path=raw_path,
+                query=query,
+                json=parsed,
+                operation_id=op.operation_id if op else None,
+                status=answer.status,
+                headers=headers,
+                bucket=bucket,
+                counted=counted,
+                at=arrived,
             )
+            self.calls.append(call)
+        self._call_hook(call)
         delay_s = answer.delay_s + self.latency_s
         if delay_s > 0:
             self._stopping.wait(delay_s)

@@ -25,6 +25,11 @@ and sufficient (through the proxy they all count).
 Use: `with serial_proxy(moto_url) as proxy:` and point clients at `proxy.url`
 (AWS_ENDPOINT_URL). `proxy.conditional_puts` counts the PUTs it serialised, so a test
 can check its traffic really went through it.
+
+It can also lose answers: `proxy.lose_answers("PUT", "/key")` forwards the next matching
+request (the upstream acts on it) and then drops the connection instead of answering,
+as a network failure after the write does. It relays any HTTP upstream, so it serves in
+front of fake-gcs-server for that too.
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class SerialProxy:
         self._count_lock = threading.Lock()
         self.conditional_puts = 0
         self.requests = 0
+        self._losses: list[tuple[str, str]] = []
+        self.lost = 0
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -76,6 +83,21 @@ class SerialProxy:
             self.requests += 1
             if conditional_put:
                 self.conditional_puts += 1
+
+    def lose_answers(self, method: str, path_contains: str, *, times: int = 1) -> None:
+        """Forward the next `times` requests of `method` whose target contains
+        `path_contains`, then drop the connection instead of answering."""
+        with self._count_lock:
+            self._losses.extend([(method, path_contains)] * times)
+
+    def take_loss(self, method: str, target: str) -> bool:
+        with self._count_lock:
+            for i, (lost_method, fragment) in enumerate(self._losses):
+                if lost_method == method and fragment in target:
+                    del self._losses[i]
+                    self.lost += 1
+                    return True
+            return False
 
     def forward(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
@@ -127,6 +149,9 @@ def _handler_for(proxy: SerialProxy) -> type[BaseHTTPRequestHandler]:
             else:
                 answer = proxy.forward(self.command, self.path, headers, body)
             status, reason, response_headers, data = answer
+            if proxy.take_loss(self.command, self.path):
+                self.close_connection = True  # the upstream acted; its answer is lost
+                return
             self.send_response_only(status, reason)
             for name, value in response_headers:
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":

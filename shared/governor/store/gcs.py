@@ -3,7 +3,9 @@
 Every conditional write is an upload with `ifGenerationMatch` (0 for create-only);
 GCS answers 412 when it does not hold. 429, 5xx and connection errors are retried by
 google-cloud-storage's own jittered exponential backoff, bounded by the write timeout.
-GCS generations are never reused for a key, so they serve as ours unchanged.
+GCS generations are never reused for a key, so they serve as ours unchanged. Each write
+carries a token in its metadata: a retried write whose first answer was lost meets its
+own write and gets 412, and the token tells it that it succeeded.
 Set STORAGE_EMULATOR_HOST to use an emulator (fake-gcs-server in the tests).
 
 Under a request deadline (`governor.deadline`) each call's timeout and its retries end
@@ -13,13 +15,14 @@ with the deadline too: DeadlineExceeded when it, not the write timeout, ran out.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Final
 
 from google.api_core import exceptions as google_errors
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from governor import deadline
+from governor.store import envelope
 from governor.store.base import (
     ABSENT,
     DEFAULT_WRITE_TIMEOUT_S,
@@ -31,6 +34,9 @@ from governor.store.base import (
     WriteContention,
     validate_key,
 )
+
+OWNER_METADATA: Final = "governor-write"
+"""Object metadata key of the token each write carries."""
 
 
 def _client() -> Any:
@@ -95,6 +101,8 @@ class GcsStore:
             raise _gave_up(key, timeout, by_deadline=limit.by_deadline)
         per_call = {"timeout": left} if limit.by_deadline else {}
         blob = self._bucket.blob(self._name(key))
+        token = envelope.new_token()
+        blob.metadata = {OWNER_METADATA: token}
         try:
             blob.upload_from_string(
                 data,
@@ -104,6 +112,9 @@ class GcsStore:
                 **per_call,
             )
         except google_errors.PreconditionFailed:
+            own = self._own_write(key, token)
+            if own is not None:
+                return own
             raise PreconditionFailed(key, if_generation_match) from None
         except google_errors.NotFound as exc:
             self._raise_if_bucket_missing(exc)
@@ -133,6 +144,14 @@ class GcsStore:
     def list(self, prefix: str = "") -> list[str]:
         blobs = self._client.list_blobs(self._bucket, prefix=self._prefix + prefix)
         return sorted(blob.name[len(self._prefix) :] for blob in blobs)
+
+    def _own_write(self, key: str, token: str) -> Generation | None:
+        """A 412 after the client retried a write whose answer was lost meets that very
+        write: the object carries our token, and the write succeeded."""
+        current = self._bucket.get_blob(self._name(key), retry=DEFAULT_RETRY)
+        if current is not None and (current.metadata or {}).get(OWNER_METADATA) == token:
+            return str(current.generation)
+        return None
 
     def _name(self, key: str) -> str:
         return self._prefix + validate_key(key)

@@ -3,7 +3,9 @@
 Create-only is `PutObject` with `If-None-Match: *`, replace is `If-Match: <etag>`; S3
 answers 412 when it does not hold. The ETag serves as the generation; because an ETag
 is a hash of the content, every object carries a fresh nonce in its header
-(see envelope.py) so a generation is never reused. 409 ConditionalRequestConflict
+(see envelope.py) so a generation is never reused; the nonce also tells a retried write
+whose first answer was lost, and that then meets its own write (412), that it succeeded.
+409 ConditionalRequestConflict
 (another conditional write in flight) is retried with jittered backoff within the
 write timeout; 5xx and throttling are retried by botocore ("standard" mode).
 The endpoint comes from AWS_ENDPOINT_URL (MinIO, moto in the tests).
@@ -98,10 +100,11 @@ class S3Store:
         left = limit.remaining()
         if left <= 0:
             raise _gave_up(key, timeout, by_deadline=limit.by_deadline)
+        nonce = envelope.new_token()
         request: dict[str, Any] = {
             "Bucket": self._bucket,
             "Key": self._name(key),
-            "Body": envelope.wrap(envelope.new_token(), data),
+            "Body": envelope.wrap(nonce, data),
             "ContentType": "application/octet-stream",
         }
         if if_generation_match is ABSENT:
@@ -120,9 +123,22 @@ class S3Store:
         except ClientError as exc:
             # If-Match on a key that no longer exists answers 404: the version is gone.
             if _code(exc) in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                own = self._own_write(key, nonce)
+                if own is not None:
+                    return own
                 raise PreconditionFailed(key, if_generation_match) from None
             raise self._translate(exc) from exc
         return str(response["ETag"])
+
+    def _own_write(self, key: str, nonce: str) -> Generation | None:
+        """A 412 after botocore retried a write whose answer was lost meets that very
+        write: the object carries our nonce, and the write succeeded."""
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=self._name(key))
+        except ClientError:
+            return None
+        stored, _data = envelope.unwrap(response["Body"].read(), where=f"{self.url}/{key}")
+        return str(response["ETag"]) if stored == nonce else None
 
     def delete(self, key: str, *, if_generation_match: Generation | None = None) -> None:
         request: dict[str, Any] = {"Bucket": self._bucket, "Key": self._name(key)}

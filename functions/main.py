@@ -20,7 +20,7 @@ from governor.deadline import DeadlineExceeded
 from governor.events import MAX_BODY_BYTES, InvalidDelivery, parse_delivery
 from governor.flows import delivery as deliveries
 from governor.flows.context import Context
-from governor.flows.results import Duplicate, FlowResult, Ignored, to_json
+from governor.flows.results import Duplicate, FlowResult, Ignored, InProgress, to_json
 from governor.github.client import RateLimited
 from governor.ledger import Ledger
 from governor.logs import configure_logging, with_request_trace
@@ -51,7 +51,11 @@ def _context() -> Context:
 
 
 def _status_of(result: FlowResult) -> int:
-    """200 when there was nothing (more) to do; 202 when the delivery was acted on."""
+    """200 when there was nothing (more) to do; 202 when the delivery was acted on; 503
+    while another instance holds its claim: GitHub then records the attempt as failed,
+    so reconcile redelivers it if that instance dies (once its work is done, it does not)."""
+    if isinstance(result, InProgress):
+        return 503
     return 200 if isinstance(result, (Ignored, Duplicate)) else 202
 
 

@@ -221,7 +221,8 @@ def test_instance_killed_between_intent_and_dispatch_dispatches_once_in_the_end(
         gov.webhook_url = restarted.url
         # Within the lease, the redelivery finds the dead instance's claim live and waits.
         early = gov.send(payload, guid=guid)
-        assert early.status_code == 202 and early.json()["result"] == "in_progress", early.text
+        # 503: GitHub records the attempt as failed, so reconcile would redeliver it.
+        assert early.status_code == 503 and early.json()["result"] == "in_progress", early.text
         assert gov.dispatches() == []
         _as_if_time_passed(gov, sha, timedelta(seconds=LONG_LEASE_S + 1))
         retried = gov.send(payload, guid=guid)

@@ -85,9 +85,12 @@ def commit_status(
     return state, _fit(text)
 
 
-def dispatched_status(run_id: int | None) -> str:
+def dispatched_status(reason: str | None, detail: str | None, run_id: int | None) -> str:
+    """The status of a dispatch whose own status was lost with the delivery that made it."""
     run = f"deploy run {run_id}" if run_id is not None else "the deploy workflow"
-    return _fit(f"ALLOW: dispatched {run} (status restored after an interrupted delivery)")
+    if reason is None:  # an intent written before decisions were kept with it
+        return _fit(f"ALLOW: dispatched {run} (status restored after an interrupted delivery)")
+    return _fit(f"ALLOW {reason}: {detail}; dispatched {run}")
 
 
 def _fit(text: str) -> str:

@@ -46,6 +46,11 @@ class Dispatch(_Model):
     """The deploy workflow file dispatched (None in documents from schema 1)."""
     ref: str | None = None
     """The branch it was dispatched on (None in documents from schema 1)."""
+    reason: str | None = None
+    risk: str | None = None
+    detail: str | None = None
+    """The decision that dispatched it, written with the intent: a delivery that dies
+    before its status and evaluation leaves them for whoever recovers the dispatch."""
 
 
 class RejectedRun(_Model):
@@ -214,15 +219,27 @@ def record_intent(
     *,
     workflow: str | None = None,
     ref: str | None = None,
+    decided: tuple[str, str | None, str] | None = None,
 ) -> ReleaseState:
-    """Write down, before dispatching, that `sha` is about to be dispatched.
+    """Write down, before dispatching, that `sha` is about to be dispatched (`decided`:
+    the decision's reason, risk and detail).
 
     If `sha` already has a dispatch (this intent or another's), the state is returned
     unchanged: the caller compares intent ids to learn whether it won.
     """
     if state.dispatch_for(sha) is not None:
         return state
-    dispatch = Dispatch(sha=sha, intent_id=intent_id, at=now, workflow=workflow, ref=ref)
+    reason, risk, detail = decided or (None, None, None)
+    dispatch = Dispatch(
+        sha=sha,
+        intent_id=intent_id,
+        at=now,
+        workflow=workflow,
+        ref=ref,
+        reason=reason,
+        risk=risk,
+        detail=detail,
+    )
     return _next(
         state,
         now,

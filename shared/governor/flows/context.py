@@ -19,6 +19,7 @@ from governor.github.api import RepoApi
 from governor.ledger import Claim, ClaimSite, ClaimStatus, Ledger
 from governor.policy import POLICY_PATH, Mode, Policy, PolicyProblem, parse_policy
 from governor.settings import AppSettings
+from governor.state import Dispatch
 
 T = TypeVar("T")
 R = TypeVar("R", bound=FlowResult)
@@ -167,15 +168,15 @@ def post_status(
     )
 
 
-def post_dispatched_status(ctx: Context, repo: Repo, sha: str, run_id: int | None) -> None:
+def post_dispatched_status(ctx: Context, repo: Repo, live: Dispatch, run_id: int | None) -> None:
     """`success` for a SHA whose dispatch stands, when the status of its decision may never
     have been posted (the delivery that dispatched it died first)."""
     repo.api.create_status(
-        sha,
+        live.sha,
         state="success",
         context=ctx.settings.status_context,
-        description=messages.dispatched_status(run_id),
-        target_url=decision_link(ctx.settings, repo.id, sha, ctx.clock()),
+        description=messages.dispatched_status(live.reason, live.detail, run_id),
+        target_url=decision_link(ctx.settings, repo.id, live.sha, ctx.clock()),
     )
 
 

@@ -90,6 +90,7 @@ class Action(StrEnum):
     HOLD_RESUMED = "hold_resumed"
     HOLD_UNCHANGED = "hold_unchanged"
     INTENT_FINISHED = "intent_finished"
+    STATUS_RESTORED = "status_restored"
     DEPLOY_TIED_UP = "deploy_tied_up"
     EXPIRED = "expired"
 
@@ -385,6 +386,7 @@ def _reconcile_repo(
     state = ctx.ledger.read_state(repo.id, repo.full_name)  # the one read of an idle repo
     now = ctx.clock()
     _finish_dispatch(ctx, repo, state, now, summary)
+    _finish_failures(ctx, repo, state, now, summary)
     for hold in due_holds(state, now, HOLDS_PER_REPO):
         result = verification.evaluate(
             ctx, repo, hold.sha, trigger=verification.RECONCILE, delivery=None
@@ -427,7 +429,39 @@ def _finish_dispatch(
         verification.evaluate(ctx, repo, current.sha, trigger=verification.RECONCILE, delivery=None)
         summary.did(Action.INTENT_FINISHED, repo.full_name)
         return
-    run = RunInfo.from_json(repo.api.run(current.run_id))
+    decided = ctx.ledger.read_decision(repo.id, current.sha)
+    if decided is None or decided.latest is None:
+        # Its delivery died after the dispatch, before its status and evaluation.
+        restored = verification.restore_dispatched(
+            ctx, repo, current, current.run_id, trigger=verification.RECONCILE, delivery=None
+        )
+        ctx.ledger.record_evaluation(repo.id, repo.full_name, current.sha, restored)
+        summary.did(Action.STATUS_RESTORED, repo.full_name)
+    _tie_up(ctx, repo, current.run_id, summary)
+
+
+def _finish_failures(
+    ctx: Context, repo: Repo, state: ReleaseState, now: datetime, summary: ReconcileSummary
+) -> None:
+    """A failed deploy whose failure issue is not recorded: its outcome was cut short (after
+    the state, before or while the issue was made). Applying it again is idempotent per run
+    attempt and finds an issue already made by its title."""
+    for failure in state.failures.values():
+        if (
+            failure.issue_number is not None
+            or not failure.runs
+            or now - failure.last_at < ctx.lease
+        ):
+            continue
+        run_id, _, attempt = failure.runs[-1].partition("-")
+        entry = ctx.ledger.claim_entry(ctx.ledger.run_site(repo.id, int(run_id), int(attempt)))
+        if entry is None or entry.status != "done":
+            _tie_up(ctx, repo, int(run_id), summary)
+
+
+def _tie_up(ctx: Context, repo: Repo, run_id: int, summary: ReconcileSummary) -> None:
+    """Apply the outcome of a deploy run if it completed, under its run record's claim."""
+    run = RunInfo.from_json(repo.api.run(run_id))
     if run.status != "completed":
         return
     done = deploy_outcome.on_run_completed(ctx, repo, run, f"reconcile-run-{run.id}-{run.attempt}")

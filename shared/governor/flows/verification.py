@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from governor import crashpoints
@@ -42,7 +42,7 @@ from governor.github.client import RateLimited
 from governor.ledger import Evaluation
 from governor.policy import POLICY_PATH, DegradedPolicy, Mode, Policy, parse_policy
 from governor.risk import Comparison
-from governor.state import ReleaseState
+from governor.state import Dispatch, ReleaseState
 from governor.store import WriteContention
 from governor.store.envelope import new_token
 
@@ -102,14 +102,10 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
     stale_intent: str | None = None
     live = state.dispatch_for(sha)
     if live is not None:
-        recorded = None if live.workflow else read_trusted(repo, state.production_sha).governing
-        standing = dispatch.resume(ctx, repo, recorded, live)
+        standing = _standing(
+            ctx, repo, state, live, trigger=trigger, delivery=delivery, record=record
+        )
         if standing is not None:
-            if standing.kind is Kind.DISPATCH_RECOVERED or (
-                standing.kind is Kind.ALREADY_DISPATCHED and trigger == "verified"
-            ):
-                # The delivery that dispatched it died before its status: say it now.
-                post_dispatched_status(ctx, repo, sha, standing.run_id)
             return standing
         stale_intent = live.intent_id  # it never started: decide again, as if never written
 
@@ -147,6 +143,35 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
         if isinstance(policy, Policy):
             fail_closed(ctx, repo, sha, policy, mode)
         raise
+
+
+def _standing(
+    ctx: Context,
+    repo: Repo,
+    state: ReleaseState,
+    live: Dispatch,
+    *,
+    trigger: str,
+    delivery: str | None,
+    record: bool,
+) -> Evaluated | None:
+    """What stands for a SHA with a dispatch (None: its intent never started a run)."""
+    recorded = None if live.workflow else read_trusted(repo, state.production_sha).governing
+    standing = dispatch.resume(ctx, repo, recorded, live)
+    if standing is None:
+        return None
+    if standing.kind is Kind.DISPATCH_RECOVERED or (
+        standing.kind is Kind.ALREADY_DISPATCHED and trigger == "verified"
+    ):
+        # The delivery that dispatched it may have died before its status and its
+        # evaluation: say and record them now.
+        restored = restore_dispatched(
+            ctx, repo, live, standing.run_id, trigger=trigger, delivery=delivery
+        )
+        if record:
+            ctx.ledger.record_evaluation(repo.id, repo.full_name, live.sha, restored)
+        return replace(standing, record=None if record else restored)
+    return standing
 
 
 # -- gather ------------------------------------------------------------------------------
@@ -282,6 +307,11 @@ def _commit(
                 now,
                 workflow=policy.deploy_workflow,
                 ref=policy.deploy_ref or repo.default_branch,
+                decided=(
+                    decision.reason.value,
+                    decision.risk.value if decision.risk else None,
+                    decision.detail,
+                ),
             )
         if decision.reason is Reason.SUPERSEDED:
             return transitions.superseded(state, sha, now)
@@ -365,6 +395,30 @@ def _act(
         decision.reason.value,
         dispatch=sent,
         record=None if record else evaluation,
+    )
+
+
+def restore_dispatched(
+    ctx: Context,
+    repo: Repo,
+    live: Dispatch,
+    run_id: int | None,
+    *,
+    trigger: str,
+    delivery: str | None,
+) -> Evaluation:
+    """Post the `success` status of a dispatch that stands, and give the evaluation to
+    record, from the decision written with its intent."""
+    post_dispatched_status(ctx, repo, live, run_id)
+    return Evaluation(
+        at=ctx.clock(),
+        delivery=delivery,
+        trigger=f"{trigger}:restored",
+        outcome=Outcome.ALLOW.value,
+        reason=live.reason or "dispatched",
+        risk=live.risk,
+        detail=live.detail or "dispatched before its evaluation could be recorded",
+        inputs={"restored": True, "intent_at": live.at.isoformat(), "run_id": run_id},
     )
 
 

@@ -174,6 +174,41 @@ def test_an_idle_repository_costs_one_state_read_and_no_counted_request(world: W
     assert writes == {}, writes
 
 
+def test_a_repository_with_no_recent_push_is_not_asked_for_its_runs(world: World) -> None:
+    """GitHub's `pushed_at` (in the installation's repository listing, read anyway) says
+    when a verification could have run: two hours after the last push, reconcile stops
+    asking; a new push makes it ask again."""
+    gov = world.repo()
+    world.reconcile()
+    runs_asked = len(world.fake.calls_to("actions/list-workflow-runs"))
+    world.later(timedelta(hours=2, minutes=1))
+
+    world.reconcile()
+    assert len(world.fake.calls_to("actions/list-workflow-runs")) == runs_asked
+
+    sha = gov.commit("pushed", ["src/app.py"])  # moves pushed_at
+    gov.repo.add_completed_run(VERIFY_FILE, head_sha=sha)
+    summary = world.reconcile()
+    assert len(world.fake.calls_to("actions/list-workflow-runs")) == runs_asked + 1
+    assert summary["actions"]["verification_caught_up"] == 1
+    assert dispatched(gov) == [sha]
+
+
+def test_policy_reads_are_spread_over_runs(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first run over many repositories reads each trusted policy (two requests): at
+    most POLICY_READS_PER_RUN repositories per run, the others in the next runs."""
+    monkeypatch.setattr(reconcile, "POLICY_READS_PER_RUN", 2)
+    repos = [world.repo() for _ in range(5)]
+    for gov in repos:
+        sha = gov.commit("missed", ["src/app.py"])
+        gov.repo.add_completed_run(VERIFY_FILE, head_sha=sha)
+
+    caught = [world.reconcile()["actions"]["verification_caught_up"] for _ in range(3)]
+
+    assert caught == [2, 2, 1], caught
+    assert all(len(dispatched(gov)) == 1 for gov in repos)
+
+
 # -- holds ---------------------------------------------------------------------------------
 
 RATE_ONE = BASE_POLICY + "max_deploys_per_hour: 1\n"

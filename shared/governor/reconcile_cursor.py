@@ -22,7 +22,12 @@ REDELIVERY_WINDOW: Final = timedelta(days=3)
 MAX_REDELIVERIES_PER_GUID: Final = 3
 POLICY_REFRESH: Final = timedelta(hours=24)
 """How long the verification workflow read from the trusted policy is trusted without a
-new read, while production does not move (a deploy always reads it again)."""
+new read, while production does not move (a deploy always reads it again); each
+repository's refresh is staggered by up to as long again, so they do not fall due in
+one run."""
+VERIFY_WINDOW: Final = timedelta(hours=2)
+"""After a push, how long the verification workflow's runs are looked at: a repository
+with no push for this long has no verification to catch up, and costs no request."""
 TIME_HOLDS: Final = frozenset({"cooldown", "rate_limit", "freeze_window"})
 EVENT_HOLDS: Final = frozenset({"degraded_high_risk", "degraded_medium_hold", "governor_error"})
 """Holds that an outside change may clear (an incident issue closed) or that are retried."""
@@ -47,6 +52,9 @@ class RepoWatch(_Doc):
     """Production when the policy was read: when production moves, it is read again."""
     runs_etag: str | None = None
     newest_run_id: int | None = None
+    pushed_at: str | None = None
+    """GitHub's `pushed_at` when it was last seen to change, and when (our clock)."""
+    pushed_seen_at: datetime | None = None
 
 
 class Redelivered(_Doc):
@@ -66,13 +74,29 @@ class ReconcileCursor(_Doc):
     expired_at: datetime | None = None
 
 
-def policy_stale(watch: RepoWatch | None, state: ReleaseState, now: datetime) -> bool:
+def policy_stale(watch: RepoWatch | None, state: ReleaseState, now: datetime, repo_id: int) -> bool:
+    if watch is None or watch.policy_read_at is None:
+        return True
+    stagger = POLICY_REFRESH * ((repo_id * 2654435761 % 2**32) / 2**32)
     return (
-        watch is None
-        or watch.policy_read_at is None
-        or watch.policy_production_sha != state.production_sha
-        or now - watch.policy_read_at >= POLICY_REFRESH
+        watch.policy_production_sha != state.production_sha
+        or now - watch.policy_read_at >= POLICY_REFRESH + stagger
     )
+
+
+def runs_worth_asking(watch: RepoWatch, pushed_at: str | None, now: datetime) -> bool:
+    """Whether the verification runs may show something new: GitHub says nothing of the
+    repository's pushes (`pushed_at` None), it was pushed to since it was last seen, or
+    that push is recent enough for its verification to be running still."""
+    if pushed_at is None or watch.pushed_at != pushed_at or watch.pushed_seen_at is None:
+        return True
+    return now - watch.pushed_seen_at < VERIFY_WINDOW
+
+
+def seen_push(watch: RepoWatch, pushed_at: str | None, now: datetime) -> RepoWatch:
+    if pushed_at is None or watch.pushed_at == pushed_at:
+        return watch
+    return watch.model_copy(update={"pushed_at": pushed_at, "pushed_seen_at": now})
 
 
 def due_holds(state: ReleaseState, now: datetime, limit: int) -> list[Hold]:

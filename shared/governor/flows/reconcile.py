@@ -48,6 +48,8 @@ from governor.reconcile_cursor import (
     due_holds,
     policy_stale,
     round_robin,
+    runs_worth_asking,
+    seen_push,
 )
 from governor.state import ReleaseState
 
@@ -61,6 +63,10 @@ SETTLING: Final = timedelta(seconds=60)
 """A failed delivery this recent may have a retry of its own in flight: left to next run."""
 STOP_MARGIN_S: Final = 5.0
 """Work is not started with less than this left of the budget."""
+POLICY_READS_PER_RUN: Final = 150
+"""Repositories whose trusted policy one run reads (2 requests each): a first run over
+many repositories learns them over several runs instead of bursting past GitHub's
+secondary limit of 900 points a minute."""
 EXPIRY_EVERY: Final = timedelta(days=1)
 MAX_EXPIRED_PER_RUN: Final = 5000
 
@@ -79,6 +85,21 @@ class AppPort(Protocol):
     def hook_delivery_request(self, delivery_id: int) -> tuple[dict[str, str], dict[str, Any]]: ...
 
     def redeliver(self, delivery_id: int) -> None: ...
+
+
+class _Allowance:
+    """A count shared by the sweep's threads; `take` is False once it is spent."""
+
+    def __init__(self, count: int) -> None:
+        self._left = count
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
 
 
 class Action(StrEnum):
@@ -208,6 +229,7 @@ class _Run:
         self.deadline = _Deadline(budget)
         self.summary = ReconcileSummary(started_at=ctx.clock())
         self.changes = _Changes()
+        self.policy_reads = _Allowance(POLICY_READS_PER_RUN)
 
     # -- redeliver -----------------------------------------------------------------------
 
@@ -313,7 +335,10 @@ class _Run:
                 return repo_id, None, False
             watch = self.cursor.repos.get(str(repo_id))
             try:
-                return repo_id, _reconcile_repo(self.ctx, installed[repo_id], watch, summary), True
+                visited = _reconcile_repo(
+                    self.ctx, installed[repo_id], watch, summary, self.policy_reads
+                )
+                return repo_id, visited, True
             except Exception as exc:
                 summary.failed(installed[repo_id].full_name, exc)
                 return repo_id, None, True
@@ -374,8 +399,12 @@ def _work_done(ctx: Context, app: AppPort, attempt: HookDelivery) -> bool:
 
 
 def _reconcile_repo(
-    ctx: Context, installed: InstalledRepo, watch: RepoWatch | None, summary: ReconcileSummary
-) -> RepoWatch:
+    ctx: Context,
+    installed: InstalledRepo,
+    watch: RepoWatch | None,
+    summary: ReconcileSummary,
+    policy_reads: _Allowance,
+) -> RepoWatch | None:
     repo = Repo(
         id=installed.id,
         full_name=installed.full_name,
@@ -393,19 +422,25 @@ def _reconcile_repo(
         )
         unchanged = isinstance(result, Evaluated) and result.kind is Kind.UNCHANGED
         summary.did(Action.HOLD_UNCHANGED if unchanged else Action.HOLD_RESUMED, repo.full_name)
-    watch = _with_policy(repo, watch, state, now)
+    if watch is None or policy_stale(watch, state, now, repo.id):
+        if not policy_reads.take():
+            return watch  # this run's share of policy reads is spent: the next run
+        watch = _with_policy(repo, watch, state, now)
     if not watch.governed or watch.workflow is None:
         return watch
+    if not runs_worth_asking(watch, installed.pushed_at, now):
+        return watch  # no push for long: no verification to catch up, no request
+    asked = seen_push(watch, installed.pushed_at, now)
     answer = repo.api.newest_successful_push_run(
         watch.workflow, repo.default_branch, etag=watch.runs_etag
     )
     if not answer.changed:
-        return watch
+        return asked
     newest = answer.value
     if newest is not None and _catch_up(ctx, repo, installed, newest, state):
         summary.did(Action.VERIFICATION_CAUGHT_UP, repo.full_name)
     # Remembered only now: had the catch-up failed, the next run would ask again.
-    return watch.model_copy(
+    return asked.model_copy(
         update={
             "runs_etag": answer.etag,
             "newest_run_id": int(newest["id"]) if newest is not None else None,
@@ -472,9 +507,7 @@ def _tie_up(ctx: Context, repo: Repo, run_id: int, summary: ReconcileSummary) ->
 def _with_policy(
     repo: Repo, watch: RepoWatch | None, state: ReleaseState, now: datetime
 ) -> RepoWatch:
-    """The watch with the trusted policy's verification workflow, read again when stale."""
-    if watch is not None and not policy_stale(watch, state, now):
-        return watch
+    """The watch with the trusted policy's verification workflow, read anew."""
     policy = read_trusted(repo, state.production_sha).governing
     workflow = _workflow_file(policy.verification_workflow) if policy else None
     same = watch is not None and watch.workflow == workflow
@@ -486,6 +519,8 @@ def _with_policy(
         policy_production_sha=state.production_sha,
         runs_etag=watch.runs_etag if same and watch is not None else None,
         newest_run_id=watch.newest_run_id if same and watch is not None else None,
+        pushed_at=watch.pushed_at if same and watch is not None else None,
+        pushed_seen_at=watch.pushed_seen_at if same and watch is not None else None,
     )
 
 

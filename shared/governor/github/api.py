@@ -36,6 +36,8 @@ class InstalledRepo:
     full_name: str
     default_branch: str
     installation_id: int
+    pushed_at: str | None = None
+    """GitHub's `pushed_at`, as GitHub wrote it: changes with every push to any branch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +294,7 @@ class GitHubApp:
                 str(repo["full_name"]),
                 str(repo.get("default_branch") or "main"),
                 installation_id,
+                str(repo["pushed_at"]) if repo.get("pushed_at") else None,
             )
             for page in client.paginate(_path("installation", "repositories"))
             for repo in page.json().get("repositories", [])

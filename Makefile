@@ -28,11 +28,14 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
+# Defaults (store, webhook secret) are set in scripts/run-local, after it reads .env.
 run: $(STAMP)
-	@mkdir -p $(RUN_STORE)
-	GOVERNOR_STORE_URL=$${GOVERNOR_STORE_URL:-file://$(RUN_STORE)} \
-	GOVERNOR_WEBHOOK_SECRET=$${GOVERNOR_WEBHOOK_SECRET:-local-dev-secret} \
-	PORT=$(PORT) scripts/run-local
+	RUN_STORE=$(RUN_STORE) PORT=$(PORT) scripts/run-local
+
+# The whole loop offline (tests/support/demo.py): on a terminal it keeps running until Ctrl-C.
+.PHONY: demo
+demo: $(STAMP)
+	$(BIN)/python -m tests.support.demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -30,7 +30,7 @@ from governor.store import open_store
 from tests.support.counting_store import CountingStore
 from tests.support.e2e import APP_ID, deployed_base, new_repo
 from tests.support.fake_github import FakeGitHub
-from tests.support.governed import BASE_POLICY, VERIFY_FILE, Governed
+from tests.support.governed import BASE_POLICY, VERIFY_FILE, Governed, sha_for
 from tests.support.keys import rsa_key_pair
 
 START = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
@@ -186,7 +186,12 @@ def test_a_repository_with_no_recent_push_is_not_asked_for_its_runs(world: World
     world.reconcile()
     assert len(world.fake.calls_to("actions/list-workflow-runs")) == runs_asked
 
-    sha = gov.commit("pushed", ["src/app.py"])  # moves pushed_at
+    sha = sha_for("pushed-later")
+    later = world.fake.clock() + 3600  # an hour on (pushed_at has whole seconds)
+    gov.repo.add_commit(
+        sha, files=[{"filename": "src/app.py", "status": "modified"}], pushed_at=later
+    )
+    gov.repo.set_file(".github/release-governor.yml", BASE_POLICY, ref=sha)
     gov.repo.add_completed_run(VERIFY_FILE, head_sha=sha)
     summary = world.reconcile()
     assert len(world.fake.calls_to("actions/list-workflow-runs")) == runs_asked + 1

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
 from governor.state import ReleaseState, new_state
-from governor.store import ObjectStore, PreconditionFailed, update
+from governor.store import LastRead, ObjectStore, PreconditionFailed, update
 from governor.store.envelope import new_token
 
 DEFAULT_LEASE: Final = timedelta(seconds=120)
@@ -375,13 +375,17 @@ class Ledger:
 
     # reconcile's cursor
 
-    def read_cursor(self) -> ReconcileCursor:
+    def read_cursor(self) -> tuple[ReconcileCursor, LastRead]:
+        """The cursor, and the read to pass to `update_cursor` (which then reads again only
+        if another reconcile wrote meanwhile)."""
         current = self.store.get(CURSOR_KEY)
         if current is None:
-            return ReconcileCursor()
-        return ReconcileCursor.model_validate_json(current.data)
+            return ReconcileCursor(), LastRead(None)
+        return ReconcileCursor.model_validate_json(current.data), LastRead(current)
 
-    def update_cursor(self, fn: Callable[[ReconcileCursor], ReconcileCursor]) -> ReconcileCursor:
+    def update_cursor(
+        self, fn: Callable[[ReconcileCursor], ReconcileCursor], last_read: LastRead | None = None
+    ) -> ReconcileCursor:
         """Apply `fn` to the newest cursor (again on a conflict with another reconcile)."""
 
         def apply(old: bytes | None) -> bytes:
@@ -391,7 +395,8 @@ class Ledger:
                 return old
             return after.model_dump_json().encode()
 
-        return ReconcileCursor.model_validate_json(update(self.store, CURSOR_KEY, apply).data)
+        written = update(self.store, CURSOR_KEY, apply, last_read=last_read)
+        return ReconcileCursor.model_validate_json(written.data)
 
     # release state
 

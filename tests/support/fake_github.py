@@ -608,8 +608,12 @@ class FakeRepo:
         branch: str | None = None,
         message: str | None = None,
         author: str = "octocat",
+        pushed_at: float | None = None,
     ) -> None:
         """Add a commit on `branch` (default: the default branch) and move the branch to it.
+
+        `pushed_at` (default now): when it was pushed; the repository's `pushed_at` is the
+        latest of them (GitHub's is whole seconds, so two pushes in one second look alike).
 
         `parent` defaults to the branch's current tip (None for the first commit), which
         builds a linear history; give another parent to fork a branch. `files` are compare
@@ -637,7 +641,7 @@ class FakeRepo:
                 files=[dict(entry) for entry in files],
                 message=message or f"Change {sha[:7]}",
                 author=author,
-                timestamp=time.time(),
+                timestamp=time.time() if pushed_at is None else pushed_at,
             )
             self._branches[target] = sha
 

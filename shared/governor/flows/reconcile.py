@@ -208,7 +208,8 @@ def run(
 ) -> ReconcileSummary:
     """One reconcile run. `only_repo` (id or owner/name): that repository only, and no
     redelivery or expiry (the CLI's `governor reconcile REPO`)."""
-    one = _Run(ctx, app, budget, ctx.ledger.read_cursor())
+    cursor, last_read = ctx.ledger.read_cursor()
+    one = _Run(ctx, app, budget, cursor)
     if only_repo is None:
         one.redeliver()
     one.sweep(only_repo)
@@ -216,7 +217,7 @@ def run(
         one.expire()
     now = ctx.clock()
     try:
-        ctx.ledger.update_cursor(lambda c: one.changes.apply(c, now))
+        ctx.ledger.update_cursor(lambda c: one.changes.apply(c, now), last_read)
     except Exception as exc:  # the next run asks again: requests, not decisions, are lost
         one.summary.failed("saving the cursor", exc)
     one.summary.finished_at = ctx.clock()

@@ -25,12 +25,13 @@ from governor.store.base import (
     WriteContention,
     validate_key,
 )
-from governor.store.update import UpdateResult, update
+from governor.store.update import LastRead, UpdateResult, update
 
 __all__ = [
     "ABSENT",
     "DEFAULT_WRITE_TIMEOUT_S",
     "Generation",
+    "LastRead",
     "ObjectStore",
     "Precondition",
     "PreconditionFailed",

@@ -20,6 +20,7 @@ from governor.store.base import (
     Generation,
     ObjectStore,
     PreconditionFailed,
+    StoredObject,
     WriteContention,
 )
 
@@ -38,12 +39,21 @@ class UpdateResult:
     ran again on its result (on every backend alike)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LastRead:
+    """What the caller read of the key (None: absent): `update` starts from it instead of
+    reading again, and reads only if another writer wrote since."""
+
+    current: StoredObject | None
+
+
 def update(
     store: ObjectStore,
     key: str,
     fn: Callable[[bytes | None], bytes],
     *,
     timeout_s: float | None = None,
+    last_read: LastRead | None = None,
 ) -> UpdateResult:
     """Apply `fn` to the current bytes of `key` (None if absent) and store the result.
 
@@ -65,7 +75,10 @@ def update(
     conflicts = 0
     pause = _BACKOFF_FIRST_S
     while True:
-        current = store.get(key)
+        if last_read is not None:  # the first attempt, against what the caller read
+            current, last_read = last_read.current, None
+        else:
+            current = store.get(key)
         old = None if current is None else current.data
         new = fn(old)
         if current is not None and new == current.data:

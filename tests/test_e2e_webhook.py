@@ -157,7 +157,13 @@ def test_one_delivery_sent_twenty_times_at_once_dispatches_once(
         with ThreadPoolExecutor(max_workers=20) as pool:
             answers = list(pool.map(deliver, range(20)))
 
-    assert all(a.status_code in (200, 202) for a in answers), [a.text for a in answers]
+    # 503 only for "in progress elsewhere" (GitHub records it failed: redelivered if the
+    # other instance dies); nothing else fails.
+    assert all(
+        a.status_code in (200, 202)
+        or (a.status_code == 503 and a.json()["result"] == "in_progress")
+        for a in answers
+    ), [a.text for a in answers]
     decided = [a for a in answers if a.json().get("result") == "decided"]
     assert len(decided) == 1
     assert len(gov.dispatches()) == 1

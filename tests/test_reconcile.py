@@ -474,3 +474,30 @@ def test_a_status_lost_after_the_dispatch_is_posted_by_the_redelivery(world: Wor
     assert again["result"] == "already_dispatched", again
     assert dispatched(gov) == [sha]
     assert [s["state"] for s in gov.our_statuses(sha)] == ["success"]
+
+
+@pytest.mark.parametrize("status", [403, 404, 422])
+def test_a_dispatch_github_refuses_is_held_for_a_person_not_left_in_flight(
+    world: World, status: int
+) -> None:
+    """GitHub refuses the dispatch (no such workflow, no workflow_dispatch trigger, no
+    permission): nothing runs, so the SHA must not look in flight; it is held with the
+    refusal in words, and reconcile does not retry it on its own."""
+    gov = world.repo()
+    sha = gov.commit("refused", ["src/app.py"])
+    world.fake.fail_next("actions/create-workflow-dispatch", status)
+
+    result = to_json(world.deliver(gov.verified(sha)))
+
+    assert (result["decision"], result["reason"]) == ("HOLD", "deploy_not_configured"), result
+    state = gov.state()
+    assert state.dispatch_for(sha) is None
+    assert state.holds[sha].reason == "deploy_not_configured"
+    last = gov.our_statuses(sha)[-1]
+    assert (
+        last["state"] == "failure"
+        and f"refused to dispatch deploy.yml ({status}" in (last["description"])
+    )
+    world.later(timedelta(minutes=10))
+    world.reconcile()
+    assert dispatched(gov) == []

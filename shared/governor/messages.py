@@ -43,7 +43,9 @@ def unblock_hint(decision: Decision, policy: Policy | PolicyProblem | None) -> s
         )
     hints = {
         Reason.POLICY_INVALID: "fix the key named in .github/release-governor.yml",
-        Reason.DEPLOY_NOT_CONFIGURED: "set deploy_workflow in .github/release-governor.yml",
+        Reason.DEPLOY_NOT_CONFIGURED: (
+            "set deploy_workflow to a workflow_dispatch workflow taking a sha input"
+        ),
         Reason.SUPERSEDED: "a newer SHA ships instead; nothing to do",
         Reason.FREEZE_WINDOW: _resumes_after(decision.until),
         Reason.FIRST_DEPLOY_REQUIRED: how_to_approve,

@@ -10,7 +10,7 @@ from governor import state as transitions
 from governor.deploy_runs import RunInfo, find_dispatched_run, is_dispatched_run
 from governor.flows.context import Context, Repo, read_trusted
 from governor.flows.results import Evaluated, Kind
-from governor.github.client import OutcomeUnknown
+from governor.github.client import GitHubError, OutcomeUnknown, RateLimited
 from governor.policy import Policy
 from governor.state import Dispatch, ReleaseState
 
@@ -48,6 +48,12 @@ def send(ctx: Context, repo: Repo, live: Dispatch, policy: Policy | None = None)
         record_run(ctx, repo, live, run_id, run_url)
         crashpoints.reached("dispatch.run_recorded")
     return f"dispatched run {run_id}" if run_id else "dispatched"
+
+
+def refused(exc: GitHubError) -> bool:
+    """GitHub answered that it will not dispatch (so it did not): 403 without a rate
+    limit, 404 (no such workflow), 422 (no `workflow_dispatch` trigger, a bad input)."""
+    return exc.status in (403, 404, 422) and not isinstance(exc, RateLimited)
 
 
 def find_run(ctx: Context, repo: Repo, dispatch: Dispatch, policy: Policy | None) -> RunInfo | None:

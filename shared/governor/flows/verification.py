@@ -38,7 +38,7 @@ from governor.flows.context import (
 )
 from governor.flows.results import Duplicate, Evaluated, Ignored, InProgress, Kind
 from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
-from governor.github.client import RateLimited
+from governor.github.client import GitHubError, RateLimited
 from governor.ledger import Evaluation
 from governor.policy import POLICY_PATH, DegradedPolicy, Mode, Policy, parse_policy
 from governor.risk import Comparison
@@ -358,8 +358,14 @@ def _act(
                 dispatch="another instance is dispatching",
             )
         crashpoints.reached("verification.intent")
-        sent = dispatch.send(ctx, repo, live)
-        kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
+        try:
+            sent = dispatch.send(ctx, repo, live)
+        except GitHubError as exc:
+            if not dispatch.refused(exc):
+                raise  # unknown outcome or transient: the intent stands, recovery decides
+            decision = _refused(ctx, repo, live, decision, exc)
+        else:
+            kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
     evaluation = Evaluation(
         at=facts.now,
         delivery=delivery,
@@ -396,6 +402,35 @@ def _act(
         dispatch=sent,
         record=None if record else evaluation,
     )
+
+
+def _refused(
+    ctx: Context, repo: Repo, live: Dispatch, decision: Decision, exc: GitHubError
+) -> Decision:
+    """GitHub refused the dispatch (no such workflow, no `workflow_dispatch` trigger, an
+    input it does not take, no permission): nothing was dispatched. The intent is
+    dropped and the SHA held for a person to fix the deploy workflow or the App."""
+    workflow = live.workflow or "the deploy workflow"
+    held = Decision(
+        Outcome.HOLD,
+        Reason.DEPLOY_NOT_CONFIGURED,
+        decision.risk,
+        f"GitHub refused to dispatch {workflow} ({exc.status} {exc.message})"[:300],
+    )
+    now = ctx.clock()
+    ctx.ledger.transition(
+        repo.id,
+        repo.full_name,
+        lambda s: transitions.hold_recorded(
+            transitions.intent_abandoned(s, live.sha, live.intent_id, now),
+            live.sha,
+            held.reason.value,
+            None,
+            now,
+        ),
+    )
+    log.warning("dispatch refused", extra={"repo": repo.full_name, "sha": live.sha})
+    return held
 
 
 def restore_dispatched(

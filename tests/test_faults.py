@@ -7,10 +7,13 @@ through its deliveries API), the local store. The instance dies at a crash point
 (`governor.crashpoints`, `GOVERNOR_CRASH_AT`, once) or, for "the dispatch request was
 sent and its answer never came back", is SIGKILLed by the fake GitHub between doing the
 dispatch and answering it. Then, as in production: time passes (the dead claim's lease
-runs out: the records are aged on the store, no sleeping), reconcile redelivers the
-failed delivery through GitHub's deliveries API, and reconcile sweeps the repository.
+runs out: the records are aged on the store, no sleeping), and one of two recoveries:
+reconcile redelivers the failed delivery through GitHub's deliveries API and sweeps the
+repository (redelivery+reconcile), or reconcile sweeps the repository alone, the delivery
+never redelivered (reconcile-only).
 
-One test id per boundary; docs/reliability.md has the table of them and their results.
+One test id per boundary and recovery; docs/reliability.md has the table of them and
+their results, and the known gap the one xfail test stands for.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,16 +38,19 @@ from tests.support.fake_github import Call, FakeGitHub
 from tests.support.faults import (
     LEASE_PASSED,
     Instance,
+    NoEvaluation,
     Reconciler,
     as_if_time_passed,
+    claims_blocking,
     claims_done,
     crashing_env,
     dispatches_of,
     failure_issues_of,
     final_status,
+    latest_evaluation,
     redelivery_answer,
 )
-from tests.support.governed import DEPLOY_FILE
+from tests.support.governed import DEPLOY_FILE, VERIFY_FILE, Governed
 from tests.support.keys import rsa_key_pair
 
 pytestmark = pytest.mark.slow
@@ -74,6 +82,8 @@ def store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 # -- the boundaries ------------------------------------------------------------------------
 
 VERIFICATION, DEPLOY_OUTCOME = "verification", "deploy outcome"
+DISPATCHED_AS, HELD_AS = "allow_low", "high_risk_no_approval"
+"""The decision on the SHA: `src/app.py` is low risk, `infra/main.tf` high risk."""
 
 
 @dataclass(frozen=True)
@@ -83,32 +93,57 @@ class Boundary:
     point: str | None
     """The crash point; None: the fake GitHub kills the instance (dispatch sent)."""
     recovered_as: str
-    """What the redelivery answers (`result`)."""
+    """redelivery+reconcile: what the redelivery answers (`result`); the sweep does nothing."""
+    swept_as: dict[str, int]
+    """reconcile-only: what the sweep did (its summary's non-zero `actions`)."""
     conclusion: str | None = None
     """Deploy outcome: the deploy run's conclusion."""
     held: bool = False
     """Verification of a SHA the policy holds (high risk, no approval)."""
 
 
+CAUGHT_UP, FINISHED = {"verification_caught_up": 1}, {"intent_finished": 1}
+RESTORED, TIED_UP = {"status_restored": 1}, {"deploy_tied_up": 1}
+
 BOUNDARIES = [
-    Boundary("verify-after-claim", VERIFICATION, "claimed.decisions", "decided"),
-    Boundary("verify-after-intent", VERIFICATION, "verification.intent", "redispatched"),
-    Boundary("verify-after-dispatch-sent", VERIFICATION, None, "dispatch_recovered"),
+    Boundary("verify-after-claim", VERIFICATION, "claimed.decisions", "decided", CAUGHT_UP),
+    Boundary("verify-after-intent", VERIFICATION, "verification.intent", "redispatched", FINISHED),
+    Boundary("verify-after-dispatch-sent", VERIFICATION, None, "dispatch_recovered", FINISHED),
     Boundary(
-        "verify-after-dispatch-answer", VERIFICATION, "dispatch.answered", "dispatch_recovered"
+        "verify-after-dispatch-answer",
+        VERIFICATION,
+        "dispatch.answered",
+        "dispatch_recovered",
+        FINISHED,
     ),
-    Boundary("verify-after-run-id", VERIFICATION, "dispatch.run_recorded", "already_dispatched"),
-    Boundary("verify-after-status", VERIFICATION, "verification.status", "already_dispatched"),
-    Boundary("hold-after-claim", VERIFICATION, "claimed.decisions", "decided", held=True),
-    Boundary("hold-after-status", VERIFICATION, "verification.status", "decided", held=True),
     Boundary(
-        "deploy-failed-after-marker", DEPLOY_OUTCOME, "claimed.runs", "deploy_failed", "failure"
+        "verify-after-run-id",
+        VERIFICATION,
+        "dispatch.run_recorded",
+        "already_dispatched",
+        RESTORED,
+    ),
+    Boundary(
+        "verify-after-status", VERIFICATION, "verification.status", "already_dispatched", RESTORED
+    ),
+    Boundary(
+        "hold-after-claim", VERIFICATION, "claimed.decisions", "decided", CAUGHT_UP, held=True
+    ),
+    Boundary("hold-after-status", VERIFICATION, "verification.status", "decided", {}, held=True),
+    Boundary(
+        "deploy-failed-after-marker",
+        DEPLOY_OUTCOME,
+        "claimed.runs",
+        "deploy_failed",
+        TIED_UP,
+        "failure",
     ),
     Boundary(
         "deploy-failed-after-state",
         DEPLOY_OUTCOME,
         "deploy_outcome.state",
         "deploy_failed",
+        TIED_UP,
         "failure",
     ),
     Boundary(
@@ -116,6 +151,7 @@ BOUNDARIES = [
         DEPLOY_OUTCOME,
         "deploy_outcome.issue_pending",
         "deploy_failed",
+        TIED_UP,
         "failure",
     ),
     Boundary(
@@ -123,25 +159,57 @@ BOUNDARIES = [
         DEPLOY_OUTCOME,
         "deploy_outcome.issue",
         "deploy_failed",
+        TIED_UP,
         "failure",
     ),
     Boundary(
-        "deploy-succeeded-after-marker", DEPLOY_OUTCOME, "claimed.runs", "deployed", "success"
+        "deploy-succeeded-after-marker",
+        DEPLOY_OUTCOME,
+        "claimed.runs",
+        "deployed",
+        TIED_UP,
+        "success",
     ),
     Boundary(
         "deploy-succeeded-after-state",
         DEPLOY_OUTCOME,
         "deploy_outcome.state",
         "deployed",
+        {},
         "success",
     ),
 ]
 
 
-@pytest.mark.parametrize("boundary", BOUNDARIES, ids=[b.id for b in BOUNDARIES])
-def test_killed_at_a_step_boundary_converges(
-    boundary: Boundary, github: FakeGitHub, store_url: str, tmp_path: Path
-) -> None:
+REDELIVERY, SWEEP_ONLY = "redelivery+reconcile", "reconcile-only"
+RECOVERIES = [REDELIVERY, SWEEP_ONLY]
+"""redelivery+reconcile: reconcile redelivers the failed delivery, then sweeps.
+reconcile-only: the delivery is never redelivered (GitHub's 3-day window or reconcile's
+3 redeliveries per GUID have passed, or every redelivery failed); only the sweep of the
+repository (`governor reconcile REPO`: no redelivery step) recovers."""
+
+BY_ID = {b.id: b for b in BOUNDARIES}
+HOLD_EVALUATION_GAP = (BY_ID["hold-after-status"], SWEEP_ONLY)
+"""The known gap (docs/reliability.md): a hold whose delivery died after its status and
+before its claim's finish keeps its status, but its decision record has no evaluation
+until the SHA is evaluated again. The sweep does not evaluate it again: an approval hold
+is not due until an approval is recorded or production moves."""
+
+
+@dataclass(frozen=True)
+class Recovered:
+    gov: Governed
+    sha: str
+    base: str
+    """Production before the SHA."""
+
+
+@contextmanager
+def crashed_and_recovered(
+    boundary: Boundary, recovery: str, github: FakeGitHub, store_url: str, tmp_path: Path
+) -> Iterator[Recovered]:
+    """The instance killed at `boundary`, time passed, then `recovery`: checked to have
+    answered and done what the boundary expects. The instance stays up inside."""
     once = tmp_path / "crashed"
     env = crashing_env(github, store_url, boundary.point, once)
     instance = Instance(github, store_url, env).start()
@@ -149,7 +217,8 @@ def test_killed_at_a_step_boundary_converges(
         gov = new_repo(github, store_url, instance.url)
         base = deployed_base(gov)
         sha = gov.commit(boundary.id, ["infra/main.tf" if boundary.held else "src/app.py"])
-        payload = gov.verified(sha)
+        # The verification run as GitHub lists it (reconcile's catch-up reads the list).
+        payload = gov.verified(sha, id=gov.repo.add_completed_run(VERIFY_FILE, head_sha=sha))
         if boundary.flow == DEPLOY_OUTCOME:
             decided = github.deliver("workflow_run", payload)
             assert decided.status_code == 202 and decided.body["result"] == "decided", decided
@@ -171,19 +240,50 @@ def test_killed_at_a_step_boundary_converges(
         assert as_if_time_passed(store_url, gov.repo.repo_id, LEASE_PASSED)
 
         reconciler = Reconciler.on(github, store_url)
-        redelivering = reconciler.redeliver()
-        assert redelivering["errors"] == [], redelivering
-        github.wait_for_redeliveries(timeout_s=60)
-        answer = redelivery_answer(github, guid)
-        assert answer["result"] == boundary.recovered_as, answer
+        if recovery == REDELIVERY:
+            redelivering = reconciler.redeliver()
+            assert redelivering["errors"] == [], redelivering
+            github.wait_for_redeliveries(timeout_s=60)
+            answer = redelivery_answer(github, guid)
+            assert answer["result"] == boundary.recovered_as, answer
         swept = reconciler.sweep(gov.repo.repo_id)
         assert swept["errors"] == [], swept
+        if recovery == SWEEP_ONLY:
+            assert [d["redelivery"] for d in github.deliveries(guid)] == [False]
+        did = {action: n for action, n in swept["actions"].items() if n}
+        assert did == (boundary.swept_as if recovery == SWEEP_ONLY else {}), did
+        yield Recovered(gov, sha, base)
+    finally:
+        instance.close()
 
+
+@pytest.mark.parametrize("recovery", RECOVERIES)
+@pytest.mark.parametrize("boundary", BOUNDARIES, ids=[b.id for b in BOUNDARIES])
+def test_killed_at_a_step_boundary_converges(
+    boundary: Boundary, recovery: str, github: FakeGitHub, store_url: str, tmp_path: Path
+) -> None:
+    with crashed_and_recovered(boundary, recovery, github, store_url, tmp_path) as recovered:
+        gov, sha, base = recovered.gov, recovered.sha, recovered.base
         state = gov.state()
         assert dispatches_of(gov, sha) == (0 if boundary.held else 1)
         assert len(failure_issues_of(gov, sha)) == (1 if boundary.conclusion == "failure" else 0)
-        final_status(gov, sha, state)
-        assert set(claims_done(store_url, gov.repo.repo_id).values()) == {"done"}
+        last = final_status(gov, sha, state)
+        expected = ("HOLD", HELD_AS) if boundary.held else ("ALLOW", DISPATCHED_AS)
+        assert last["description"].startswith(" ".join(expected)), last  # the real status
+        if (boundary, recovery) != HOLD_EVALUATION_GAP:  # that one: the xfail test below
+            decided_as = latest_evaluation(store_url, gov.repo.repo_id, sha)
+            assert (decided_as.outcome, decided_as.reason) == expected, decided_as
+        if recovery == REDELIVERY:
+            assert set(claims_done(store_url, gov.repo.repo_id).values()) == {"done"}
+        else:
+            # No claim blocks anyone: each is done, or "processing" with its lease run out
+            # (any delivery of its fact takes it over at once). The sweep does the work but
+            # does not act for the dead delivery's claim: a later redelivery of that
+            # delivery, if one comes, takes it over and finishes it; otherwise it goes with
+            # its record (a run record's after GOVERNOR_RETENTION_DAYS; one in a decision
+            # record is dropped once 4 days old; docs/reliability.md).
+            now = datetime.now(UTC)
+            assert claims_blocking(store_url, gov.repo.repo_id, now) == {}
         if boundary.conclusion == "failure":
             [issue] = failure_issues_of(gov, sha)
             assert state.failures[sha].issue_number == issue["number"]
@@ -200,8 +300,25 @@ def test_killed_at_a_step_boundary_converges(
             assert gov.state().production_sha == sha
         else:
             assert state.production_sha == base
-    finally:
-        instance.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=NoEvaluation,  # any other failure (recovery, status, evaluation) fails the test
+    reason="known gap (docs/reliability.md): a HOLD whose delivery died after its status "
+    "and before its claim's finish has no evaluation in its decision record until the SHA "
+    "is evaluated again (a redelivery, an approval, a new verification run, or reconcile's "
+    "re-check once the hold is due); the sweep alone does not",
+)
+def test_a_hold_cut_after_its_status_is_recorded_by_reconcile_alone(
+    github: FakeGitHub, store_url: str, tmp_path: Path
+) -> None:
+    """hold-after-status, reconcile-only: only the evaluation invariant. The others are
+    checked for it by `test_killed_at_a_step_boundary_converges`."""
+    boundary, recovery = HOLD_EVALUATION_GAP
+    with crashed_and_recovered(boundary, recovery, github, store_url, tmp_path) as recovered:
+        decided_as = latest_evaluation(store_url, recovered.gov.repo.repo_id, recovered.sha)
+        assert (decided_as.outcome, decided_as.reason) == ("HOLD", HELD_AS), decided_as
 
 
 # -- the tools of the suite ----------------------------------------------------------------

@@ -19,7 +19,7 @@ from governor import crashpoints
 from governor.flows import reconcile
 from governor.flows.context import Context
 from governor.github.api import GitHubApp, RepoApi
-from governor.ledger import DEFAULT_LEASE, Ledger, state_key
+from governor.ledger import DEFAULT_LEASE, Evaluation, Ledger, state_key
 from governor.settings import AppSettings
 from governor.state import ReleaseState
 from governor.store import open_store, update
@@ -122,10 +122,11 @@ def as_if_time_passed(store_url: str, repo_id: int, passed: timedelta) -> list[s
     """Move back, by `passed`, what the governor reads the time off for one repository.
 
     Every live claim (`lease_until`, `updated_at` of a claim still "processing": in
-    deliveries/, in the SHA's decision record, in a run record) and the `at` of every
-    dispatch in repos/<id>/state.json, through the store's own conditional write. That
-    is what the lease and reconcile's "older than the lease" look at; nothing else moves.
-    Returns the keys changed.
+    deliveries/, in the SHA's decision record, in a run record), the `at` of every
+    dispatch and the `first_at` and `last_at` of every deploy failure in
+    repos/<id>/state.json (together: a failure stays after the dispatch it failed),
+    through the store's own conditional write. That is what the lease and reconcile's
+    "older than the lease" look at; nothing else moves. Returns the keys changed.
     """
     store = open_store(store_url)
     keys = [k for k in store.list("deliveries/") if f"-{repo_id}-" in k]
@@ -137,7 +138,10 @@ def as_if_time_passed(store_url: str, repo_id: int, passed: timedelta) -> list[s
         state = json.loads(old)
         for dispatch in state["dispatches"]:
             dispatch["at"] = _earlier(dispatch["at"], passed)
-        return json.dumps(state).encode() if state["dispatches"] else old
+        for failure in state["failures"].values():
+            for name in ("first_at", "last_at"):
+                failure[name] = _earlier(failure[name], passed)
+        return json.dumps(state).encode() if state["dispatches"] or state["failures"] else old
 
     if store.get(state_key(repo_id)) is not None:
         aged = update(store, state_key(repo_id), dispatches_aged)
@@ -265,18 +269,50 @@ def final_status(gov: Governed, sha: str, state: ReleaseState) -> dict[str, Any]
     return last
 
 
-def claims_done(store_url: str, repo_id: int) -> dict[str, str]:
-    """Every claim of the repository's decision and run records: key -> status."""
+class NoEvaluation(AssertionError):
+    """The SHA's decision record has no evaluation at all (a known gap may expect exactly
+    this failure, and no other: `pytest.mark.xfail(raises=NoEvaluation)`)."""
+
+
+def latest_evaluation(store_url: str, repo_id: int, sha: str) -> Evaluation:
+    """The latest evaluation in the SHA's decision record (what the decision page and the
+    status's link show), checked to be there."""
+    record = Ledger(open_store(store_url)).read_decision(repo_id, sha)
+    assert record is not None, f"{sha[:7]} has no decision record"
+    if record.latest is None:
+        raise NoEvaluation(f"{sha[:7]}'s decision record has no evaluation: {record}")
+    return record.latest
+
+
+def _claims(store_url: str, repo_id: int) -> dict[str, dict[str, Any]]:
+    """Every claim of the repository's decision and run records: key#name -> the claim."""
     store = open_store(store_url)
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, Any]] = {}
     for key in store.list(f"decisions/{repo_id}/") + store.list(f"runs/{repo_id}/"):
         current = store.get(key)
         assert current is not None
         doc = json.loads(current.data)
         claims = doc.get("claims") or {"claim": doc.get("claim")}
         for name, claim in claims.items():
-            found[f"{key}#{name}"] = claim["status"]
+            found[f"{key}#{name}"] = claim
     return found
+
+
+def claims_done(store_url: str, repo_id: int) -> dict[str, str]:
+    """Every claim of the repository's decision and run records: key -> status."""
+    return {key: claim["status"] for key, claim in _claims(store_url, repo_id).items()}
+
+
+def claims_blocking(store_url: str, repo_id: int, now: datetime) -> dict[str, str]:
+    """The claims of the repository's decision and run records that block anyone: not
+    done, and with a lease still live at `now` (as `Ledger.claim` tells a live claimant
+    from a dead one). A "processing" claim whose lease ran out blocks nothing: the next
+    delivery of its fact takes it over at once. Key -> status and lease end."""
+    return {
+        key: f"{claim['status']} until {claim['lease_until']}"
+        for key, claim in _claims(store_url, repo_id).items()
+        if claim["status"] != "done" and datetime.fromisoformat(claim["lease_until"]) > now
+    }
 
 
 def redelivery_answer(fake: FakeGitHub, guid: str) -> Any:

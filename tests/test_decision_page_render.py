@@ -262,7 +262,7 @@ def record_with(outcome: str, reason: str, **changes: object) -> DecisionRecord:
             record_with("HOLD", "cooldown", until=NOW + timedelta(minutes=30)),
             ReleaseState(repo_id=REPO_ID, repo="octo/app", production_sha=PROD),
             "HELD",
-            "Resumes by itself at 2026-11-24 14:30 UTC.",
+            "Resumes within 5 min after 2026-11-24 14:30 UTC.",
         ),
         (
             record_with("ALLOW", "allow_low"),

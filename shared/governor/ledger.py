@@ -443,6 +443,8 @@ class Ledger:
 
     def read_decision(self, repo_id: int, sha: str) -> DecisionRecord | None:
         current = self.store.get(decision_key(repo_id, sha))
+        if current is None:  # written before records had their own prefix: still readable
+            current = self.store.get(f"repos/{int(repo_id)}/decisions/{sha}.json")
         return None if current is None else DecisionRecord.model_validate_json(current.data)
 
 

@@ -2,10 +2,9 @@
 trips to GitHub it needs, and how many store writes.
 
 GitHub is the fake on loopback, reached through the real App client; the store is the
-real local store, wrapped to count writes per key. Round trips are counted from the
-threads the calls run on: every read of one wave runs on that wave's threads
-(`read-wave-<n>`), so one wave is one round trip, and each call on the flow's own thread
-is one more.
+real local store, wrapped to count writes per key. Round trips are counted from where
+the calls run: every read of one wave knows its wave (`current_wave()`, `read-wave-<n>`),
+so one wave is one round trip, and each call on the flow's own thread is one more.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 from governor.events import Delivery
 from governor.flows import delivery as deliveries
-from governor.flows.context import Context
+from governor.flows.context import Context, current_wave
 from governor.flows.results import FlowResult, to_json
 from governor.github.api import GitHubApp, RepoApi
 from governor.ledger import Ledger
@@ -49,7 +48,7 @@ class _RecordingApi:
         method = getattr(self._api, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            self._calls.append((threading.current_thread().name, name))
+            self._calls.append((current_wave() or threading.current_thread().name, name))
             return method(*args, **kwargs)
 
         return call
@@ -69,7 +68,7 @@ class Port:
 
     def round_trips(self) -> int:
         """Sequential round trips: one per wave, one per call outside a wave."""
-        waves = {name.split("_")[0] for name, _ in self.calls if name.startswith("read-wave-")}
+        waves = {name for name, _ in self.calls if name.startswith("read-wave-")}
         alone = [name for name, _ in self.calls if not name.startswith("read-wave-")]
         return len(waves) + len(alone)
 

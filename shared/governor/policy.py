@@ -287,10 +287,21 @@ class PolicyProblem(_Strict):
 def parse_policy(text: str | None) -> Policy | PolicyProblem | None:
     """The policy in `text`, a PolicyProblem saying what to fix, or None if there is no file.
 
-    No file means the repository has not opted in: the governor leaves it alone.
+    No file means the repository has not opted in: the governor leaves it alone. Both
+    results are immutable, so the same text (three reads of one evaluation, the next
+    delivery) is parsed and its patterns compiled once per process.
     """
     if text is None:
         return None
+    if len(text) > _CACHED_TEXT_LIMIT:
+        return _parse(text)
+    return _parse_cached(text)
+
+
+_CACHED_TEXT_LIMIT: Final = 64 * 1024
+
+
+def _parse(text: str) -> Policy | PolicyProblem:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -315,3 +326,6 @@ def parse_policy(text: str | None) -> Policy | PolicyProblem | None:
                 else "unknown key (see docs/policy.md for the keys)"
             )
         return PolicyProblem(key=key, message=message)
+
+
+_parse_cached: Final = functools.lru_cache(maxsize=128)(_parse)

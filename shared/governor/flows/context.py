@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextvars
 import itertools
+import threading
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +25,8 @@ from governor.state import Dispatch
 
 T = TypeVar("T")
 R = TypeVar("R", bound=FlowResult)
-WAVE_WIDTH: Final = 8
+WAVE_POOL_SIZE: Final = 32
+"""Reads in flight at once per process, across concurrent requests."""
 """Reads of one wave in flight at once: one round trip for everything a flow needs."""
 _waves = itertools.count(1)
 
@@ -79,21 +82,52 @@ class Trusted:
 class Wave:
     """Reads submitted together and answered together: one round trip, not one per read."""
 
-    def __init__(self, pool: ThreadPoolExecutor) -> None:
-        self._pool = pool
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.futures: list[Future[object]] = []
 
     def read(self, call: Callable[..., T], *args: object) -> Future[T]:
-        # In a copy of this thread's context: the request's deadline reaches the read.
-        return self._pool.submit(contextvars.copy_context().run, call, *args)
+        # In a copy of this thread's context: the request's deadline reaches the read, and
+        # the read knows its wave (`current_wave`).
+        context = contextvars.copy_context()
+        context.run(_current_wave.set, self.name)
+        future = _pool().submit(context.run, call, *args)
+        self.futures.append(future)  # type: ignore[arg-type]
+        return future
 
 
 @contextmanager
 def wave() -> Iterator[Wave]:
     """A read wave; leaving the block waits for every read (errors surface on `result()`)."""
-    # Each wave's threads are named after it (read-wave-<n>), so a test can count waves.
-    prefix = f"read-wave-{next(_waves)}"
-    with ThreadPoolExecutor(max_workers=WAVE_WIDTH, thread_name_prefix=prefix) as pool:
-        yield Wave(pool)
+    reads = Wave(f"read-wave-{next(_waves)}")
+    try:
+        yield reads
+    finally:
+        futures.wait(reads.futures)
+
+
+def current_wave() -> str | None:
+    """The read wave the calling code runs in; None on a flow's own thread."""
+    return _current_wave.get()
+
+
+_current_wave: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "governor_read_wave", default=None
+)
+_pool_lock = threading.Lock()
+_shared_pool: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool for every wave of the process: starting threads per wave cost more than
+    the reads of a wave on a busy instance. Started on the first read (cold start)."""
+    global _shared_pool  # noqa: PLW0603
+    with _pool_lock:
+        if _shared_pool is None:
+            _shared_pool = ThreadPoolExecutor(
+                max_workers=WAVE_POOL_SIZE, thread_name_prefix="read-wave"
+            )
+        return _shared_pool
 
 
 def claimed(

@@ -116,6 +116,16 @@ class Action(StrEnum):
     EXPIRED = "expired"
 
 
+class _Settled(StrEnum):
+    """What became of one failed delivery in this run."""
+
+    REDELIVERED = "redelivered"
+    NOTHING_TO_DO = "nothing_to_do"
+    """Its work is done, it is beyond GitHub's window, or it was redelivered enough."""
+    NOT_YET = "not_yet"
+    """Too recent, or the redelivery request failed: the next run looks again."""
+
+
 @dataclass
 class ReconcileSummary:
     started_at: datetime
@@ -253,9 +263,9 @@ class _Run:
                 unsettled.append(last.delivered_at)
                 continue
             outcome = self._settle(guid, attempts, now)
-            if outcome is None:
+            if outcome is _Settled.NOT_YET:
                 unsettled.append(last.delivered_at)
-            asked += outcome is Action.REDELIVERED
+            asked += outcome is _Settled.REDELIVERED
         newest = max((a.delivered_at for tried in tries.values() for a in tried), default=None)
         if complete and newest is not None:
             self.changes.deliveries_since = min([newest, *unsettled])
@@ -275,32 +285,31 @@ class _Run:
                 return tries, True
         return tries, False
 
-    def _settle(self, guid: str, attempts: list[HookDelivery], now: datetime) -> Action | None:
-        """Redeliver a delivery none of whose attempts succeeded, if that can still help.
-        None: not settled yet (too recent, or the request failed): the next run looks again."""
+    def _settle(self, guid: str, attempts: list[HookDelivery], now: datetime) -> _Settled:
+        """Redeliver a delivery none of whose attempts succeeded, if that can still help."""
         last = max(attempts, key=lambda a: a.delivered_at)
         book = self.changes.redelivered.get(guid) or self.cursor.redelivered.get(guid)
         first_at = min(_first(attempts), book.first_at if book else now)
         if now - first_at >= REDELIVERY_WINDOW:
-            return Action.REDELIVERY_GIVEN_UP  # beyond GitHub's window: nothing can be done
+            return _Settled.NOTHING_TO_DO  # beyond GitHub's window: nothing can be done
         if now - last.delivered_at < SETTLING:
-            return None
+            return _Settled.NOT_YET
         if book is not None and book.count >= MAX_REDELIVERIES_PER_GUID:
             if book.count == MAX_REDELIVERIES_PER_GUID:  # said once, then remembered
                 self.summary.did(Action.REDELIVERY_GIVEN_UP)
                 self.changes.redelivered[guid] = book.model_copy(update={"count": book.count + 1})
-            return Action.REDELIVERY_GIVEN_UP
+            return _Settled.NOTHING_TO_DO
         try:
             if _work_done(self.ctx, self.app, last):
-                return Action.HOLD_UNCHANGED
+                return _Settled.NOTHING_TO_DO
             self.app.redeliver(last.id)
         except Exception as exc:
             self.summary.failed(f"redelivering {guid}", exc)
-            return None
+            return _Settled.NOT_YET
         count = (book.count if book else 0) + 1
         self.changes.redelivered[guid] = Redelivered(count=count, first_at=first_at)
         self.summary.did(Action.REDELIVERED)
-        return Action.REDELIVERED
+        return _Settled.REDELIVERED
 
     # -- sweep ---------------------------------------------------------------------------
 

@@ -56,7 +56,9 @@ from governor.state import ReleaseState
 log = logging.getLogger("governor.flows.reconcile")
 
 SWEEP_WIDTH: Final = 8
-"""Repositories reconciled at once: well under GitHub's 100 concurrent requests."""
+"""Repositories reconciled at once. Their reads share the process's read pool (32) and
+their writes are serialised per process: at most 40 requests in flight, under GitHub's
+100 concurrent requests."""
 MAX_DELIVERY_PAGES: Final = 10
 HOLDS_PER_REPO: Final = 3
 SETTLING: Final = timedelta(seconds=60)

@@ -9,11 +9,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Final
 
 from governor.freeze import Freeze, freeze_at
 from governor.policy import ApprovalMode, Policy, PolicyProblem
 from governor.risk import Risk, RiskAssessment
-from governor.state import RATE_WINDOW, Approval, ReleaseState
+from governor.state import RATE_WINDOW, Approval, EmergencyFreeze, ReleaseState
+
+RULES_VERSION: Final = 2
+"""Bumped whenever the same inputs could be decided differently (this module, `gate`,
+`risk`, `freeze`, the policy schema). Stored with every evaluation: `governor simulate`
+reports a mismatch under other rules as such (exit 5), not as a fault (exit 1)."""
 
 
 class Outcome(StrEnum):
@@ -45,6 +51,8 @@ class Reason(StrEnum):
     DEPLOY_CANCELLED = "deploy_cancelled"
     """The governor's deploy run of this SHA was cancelled: it goes again only when a
     person asks (re-run the verification, or approve it)."""
+    ROLLBACK = "rollback"
+    """An operator rolled production back to a SHA that was in production before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,8 @@ class DecisionInputs:
     now: datetime
     superseded_by: str | None = None
     """A SHA already allowed or deployed that contains this one (from GitHub's compare)."""
+    global_freeze: EmergencyFreeze | None = None
+    """`governor freeze --all`: one freeze for every repository."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +107,24 @@ def governor_error(detail: str) -> Decision:
     return Decision(Outcome.HOLD, Reason.GOVERNOR_ERROR, None, detail)
 
 
-def _freeze(policy: Policy, state: ReleaseState, now: datetime) -> Freeze | None:
-    emergency = state.emergency_freeze
-    if emergency is not None and (emergency.until is None or now < emergency.until):
-        return Freeze(
-            reason=f"emergency freeze by {emergency.by}: {emergency.reason}", until=emergency.until
-        )
-    return freeze_at(policy.freeze, now)
+def emergency_freeze(
+    state: ReleaseState, global_freeze: EmergencyFreeze | None, now: datetime
+) -> Freeze | None:
+    """The operators' freeze in force: every repository's first, then this one's."""
+    for where, emergency in (("every repository", global_freeze), ("", state.emergency_freeze)):
+        if emergency is not None and emergency.active(now):
+            scope = f" of {where}" if where else ""
+            return Freeze(
+                reason=f"emergency freeze{scope} by {emergency.by}: {emergency.reason}",
+                until=emergency.until,
+            )
+    return None
+
+
+def _freeze(
+    policy: Policy, state: ReleaseState, global_freeze: EmergencyFreeze | None, now: datetime
+) -> Freeze | None:
+    return emergency_freeze(state, global_freeze, now) or freeze_at(policy.freeze, now)
 
 
 def _cooldown_until(policy: Policy, inputs: DecisionInputs) -> datetime | None:
@@ -138,7 +159,7 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
         return _hold(
             Reason.SUPERSEDED, inputs, f"{inputs.superseded_by[:7]} is newer and already allowed"
         )
-    freeze = _freeze(policy, inputs.state, now)
+    freeze = _freeze(policy, inputs.state, inputs.global_freeze, now)
     if freeze is not None:
         return _hold(Reason.FREEZE_WINDOW, inputs, freeze.reason, freeze.until)
     approvals = tuple(a for a in inputs.approvals if a.sha == inputs.sha)  # per SHA, never wider
@@ -182,3 +203,42 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
     if inputs.risk.unknown:
         return _hold(Reason.RISK_UNKNOWN, inputs, "the changed files could not all be seen")
     return _hold(Reason.HIGH_RISK_NO_APPROVAL, inputs, "high-risk change needs an approval")
+
+
+@dataclass(frozen=True, slots=True)
+class RollbackInputs:
+    target: str
+    """The SHA to roll back to: it must have been in production."""
+    policy: Policy | PolicyProblem | None
+    """The trusted policy (production's, else the default branch's)."""
+    state: ReleaseState
+    global_freeze: EmergencyFreeze | None
+    now: datetime
+    force: bool
+    """`--force`: an operator overrides a freeze (recorded in the detail)."""
+    by: str
+    why: str
+
+
+def decide_rollback(inputs: RollbackInputs) -> Decision:
+    """A rollback goes through the gate with its own rules: the target has been in
+    production, so risk, approvals, supersession and cooldown do not apply, nor the rate
+    limit (a rollback is what a bad hour needs); a freeze holds it unless forced."""
+    policy, state, target = inputs.policy, inputs.state, inputs.target
+    if policy is None or (isinstance(policy, Policy) and not policy.enabled):
+        return Decision(
+            Outcome.IGNORE, Reason.DISABLED, None, "the governor is off for this repository"
+        )
+    if isinstance(policy, PolicyProblem):
+        return Decision(Outcome.HOLD, Reason.POLICY_INVALID, None, str(policy))
+    if policy.deploy_workflow is None:
+        return Decision(
+            Outcome.HOLD, Reason.DEPLOY_NOT_CONFIGURED, None, "the policy names no deploy_workflow"
+        )
+    detail = f"rollback to {target[:7]} by {inputs.by}: {inputs.why}"
+    freeze = _freeze(policy, state, inputs.global_freeze, inputs.now)
+    if freeze is not None:
+        if not inputs.force:
+            return Decision(Outcome.HOLD, Reason.FREEZE_WINDOW, None, freeze.reason, freeze.until)
+        detail += f" (forced through a freeze: {freeze.reason})"
+    return Decision(Outcome.ALLOW, Reason.ROLLBACK, None, detail)

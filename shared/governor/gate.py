@@ -22,7 +22,7 @@ from typing import Any, Final, Literal
 from governor.decision import Decision, DecisionInputs, Outcome, decide
 from governor.policy import Policy, PolicyProblem
 from governor.risk import Comparison, Risk, RiskAssessment, assess
-from governor.state import ReleaseState
+from governor.state import EmergencyFreeze, ReleaseState
 
 NOT_ASSESSED: Final = RiskAssessment(level=Risk.HIGH, notes=("not assessed",))
 DIVERGED_NOTE: Final = (
@@ -57,6 +57,8 @@ class Facts:
     degraded_labels: frozenset[str]
     """Labels that have at least one open issue."""
     now: datetime
+    global_freeze: EmergencyFreeze | None = None
+    """The freeze of every repository (`governor freeze --all`), read with the facts."""
 
 
 class StaleFacts(Exception):
@@ -106,7 +108,16 @@ def judge(facts: Facts, state: ReleaseState) -> Verdict:
     """The decision for `facts.sha` on `state`, under both policies; the stricter wins."""
     trusted = facts.trusted
     if not isinstance(trusted, Policy) or not trusted.enabled or trusted.deploy_workflow is None:
-        inputs = DecisionInputs(facts.sha, trusted, state, NOT_ASSESSED, False, (), facts.now)
+        inputs = DecisionInputs(
+            facts.sha,
+            trusted,
+            state,
+            NOT_ASSESSED,
+            False,
+            (),
+            facts.now,
+            global_freeze=facts.global_freeze,
+        )
         return Verdict(decide(inputs), NOT_ASSESSED, None, state.production_sha, "trusted")
     _require(facts, state)
     change = _change(facts, state)
@@ -119,7 +130,16 @@ def judge(facts: Facts, state: ReleaseState) -> Verdict:
     if trusted_decision.outcome is not Outcome.ALLOW:
         return verdict
     if isinstance(own, PolicyProblem):
-        inputs = DecisionInputs(facts.sha, own, state, trusted_risk, False, (), facts.now)
+        inputs = DecisionInputs(
+            facts.sha,
+            own,
+            state,
+            trusted_risk,
+            False,
+            (),
+            facts.now,
+            global_freeze=facts.global_freeze,
+        )
         return dataclasses.replace(verdict, decision=_own(decide(inputs)), decided_by="own")
     if not isinstance(own, Policy) or not own.enabled:
         return verdict  # removing or disabling its own policy adds no restriction
@@ -175,7 +195,11 @@ def _decide_under(
     elif change.status == "diverged":
         risk = _noted(dataclasses.replace(risk, level=Risk.HIGH), DIVERGED_NOTE)
     label = policy.degraded.issue_label
-    degraded = policy.degraded.manual or (label is not None and label in facts.degraded_labels)
+    degraded = (
+        policy.degraded.manual
+        or state.degraded is not None
+        or (label is not None and label in facts.degraded_labels)
+    )
     inputs = DecisionInputs(
         facts.sha,
         policy,
@@ -185,6 +209,7 @@ def _decide_under(
         state.approvals_for(facts.sha),
         facts.now,
         superseded_by,
+        facts.global_freeze,
     )
     return decide(inputs), risk
 

@@ -7,6 +7,7 @@
     runs/<repo_id>/<run>-<n>.json          a deploy run attempt: its claim, and whether its
                                            failure issue is being created
     reconcile/cursor.json                  where reconcile stopped, and what it asked
+    global/freeze.json                     the freeze of every repository (`freeze --all`)
 
 Each kind under its own top-level prefix, so a bucket lifecycle rule can expire one kind
 (deliveries/ and runs/ after `retention_days`, decisions/ after `audit_retention_days`)
@@ -29,7 +30,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
-from governor.state import ReleaseState, new_state
+from governor.state import EmergencyFreeze, ReleaseState, new_state
 from governor.store import LastRead, ObjectStore, PreconditionFailed, update
 from governor.store.envelope import new_token
 
@@ -132,6 +133,18 @@ def decision_key(repo_id: int, sha: str) -> str:
 
 def run_key(repo_id: int, run_id: int, attempt: int) -> str:
     return f"runs/{int(repo_id)}/{int(run_id)}-{int(attempt)}.json"
+
+
+GLOBAL_FREEZE_KEY: Final = "global/freeze.json"
+
+
+class GlobalFreeze(_Doc):
+    """global/freeze.json: `governor freeze --all`, read by every evaluation and again
+    right before every dispatch."""
+
+    schema_version: Literal[1] = 1
+    freeze: EmergencyFreeze | None = None
+    version: int = 0
 
 
 CLAIM_RETENTION: Final = timedelta(days=4)
@@ -424,6 +437,27 @@ class Ledger:
 
         result = update(self.store, state_key(repo_id), apply)
         return ReleaseState.model_validate_json(result.data)
+
+    # the freeze of every repository
+
+    def read_global_freeze(self) -> EmergencyFreeze | None:
+        current = self.store.get(GLOBAL_FREEZE_KEY)
+        return None if current is None else GlobalFreeze.model_validate_json(current.data).freeze
+
+    def set_global_freeze(self, freeze: EmergencyFreeze | None) -> EmergencyFreeze | None:
+        """Set (or lift, with None) the freeze of every repository; returns the one before."""
+        before: list[EmergencyFreeze | None] = [None]
+
+        def apply(old: bytes | None) -> bytes:
+            record = GlobalFreeze() if old is None else GlobalFreeze.model_validate_json(old)
+            before[0] = record.freeze
+            if old is not None and record.freeze == freeze:
+                return old
+            changed = record.model_copy(update={"freeze": freeze, "version": record.version + 1})
+            return changed.model_dump_json().encode()
+
+        update(self.store, GLOBAL_FREEZE_KEY, apply)
+        return before[0]
 
     # decisions
 

@@ -27,6 +27,8 @@ FAILURE_ISSUE_APPEND_WINDOW: Final = timedelta(minutes=30)
 RATE_WINDOW: Final = timedelta(hours=1)
 REJECTION_RETENTION: Final = timedelta(days=7)
 MAX_FAILED_RUNS_KEPT: Final = 20
+PRODUCTION_HISTORY_KEPT: Final = 20
+"""SHAs that were in production, newest last: what `governor rollback --to` may choose."""
 
 V = TypeVar("V")
 
@@ -79,6 +81,10 @@ class Approval(_Model):
     by: str
     at: datetime
     via: Literal["label", "comment", "cli"]
+    reason: str | None = None
+    """Why (operator approvals through `governor approve`)."""
+    identity: str | None = None
+    """Who the store's credentials belong to, where the backend can tell (`governor approve`)."""
 
 
 class Hold(_Model):
@@ -89,10 +95,30 @@ class Hold(_Model):
 
 
 class EmergencyFreeze(_Model):
+    """An operator's freeze (`governor freeze`): holds every new dispatch until lifted."""
+
     reason: str
     by: str
     at: datetime
     until: datetime | None = None
+    identity: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.until is None or now < self.until
+
+
+class DegradedDeclared(_Model):
+    """Production declared degraded by an operator (`governor degraded`)."""
+
+    reason: str
+    by: str
+    at: datetime
+    identity: str | None = None
+
+
+class Deployed(_Model):
+    sha: str
+    at: datetime
 
 
 class ReleaseState(_Model):
@@ -108,7 +134,10 @@ class ReleaseState(_Model):
     approvals: dict[str, tuple[Approval, ...]] = Field(default_factory=dict)
     holds: dict[str, Hold] = Field(default_factory=dict)
     emergency_freeze: EmergencyFreeze | None = None
+    degraded: DegradedDeclared | None = None
     rejected_runs: tuple[RejectedRun, ...] = ()
+    production_history: tuple[Deployed, ...] = ()
+    """The last SHAs to reach production, newest last (kept: 20)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -163,6 +192,12 @@ class ReleaseState(_Model):
             if d.sha not in (sha, self.production_sha) and d.sha not in seen:
                 seen.append(d.sha)
         return tuple(seen)
+
+    def was_in_production(self, sha: str) -> bool:
+        """`sha` reached production (within the history kept): a rollback may choose it."""
+        return sha in (self.production_sha, self.production_previous_sha) or any(
+            d.sha == sha for d in self.production_history
+        )
 
     def approvals_for(self, sha: str) -> tuple[Approval, ...]:
         return self.approvals.get(sha, ())
@@ -306,12 +341,14 @@ def deploy_succeeded(state: ReleaseState, sha: str, now: datetime) -> ReleaseSta
     """`sha` is in production now: previous <- current <- sha."""
     if state.production_sha == sha:
         return state
+    history = (*state.production_history, Deployed(sha=sha, at=now))
     return _next(
         state,
         now,
         production_previous_sha=state.production_sha,
         production_sha=sha,
         production_at=now,
+        production_history=history[-PRODUCTION_HISTORY_KEPT:],
         holds=_without(state.holds, sha),
         approvals=_without(state.approvals, sha),
         failures=_without(state.failures, sha),
@@ -389,6 +426,59 @@ def emergency_freeze_set(
     if state.emergency_freeze == freeze:
         return state
     return _next(state, now, emergency_freeze=freeze)
+
+
+def rollback_intent(
+    state: ReleaseState,
+    sha: str,
+    intent_id: str,
+    now: datetime,
+    *,
+    workflow: str,
+    ref: str,
+    detail: str,
+) -> ReleaseState:
+    """Write down, before dispatching, that production is about to be rolled back to `sha`.
+
+    `sha` has been deployed before, so it may have an old dispatch: a rollback is a new
+    one. Unchanged (the caller compares intent ids) when the newest dispatch is already a
+    live rollback to `sha` made since production last moved: two operators rolling back
+    at once dispatch once.
+    """
+    newest = state.dispatches[-1] if state.dispatches else None
+    if (
+        newest is not None
+        and newest.sha == sha
+        and newest.reason == "rollback"
+        and (state.production_at is None or newest.at > state.production_at)
+        and state.dispatch_for(sha) == newest
+    ):
+        return state
+    dispatch = Dispatch(
+        sha=sha,
+        intent_id=intent_id,
+        at=now,
+        workflow=workflow,
+        ref=ref,
+        reason="rollback",
+        risk=None,
+        detail=detail,
+    )
+    return _next(
+        state,
+        now,
+        dispatches=(*state.dispatches, dispatch),
+        holds=_without(state.holds, sha),
+        failures=_without(state.failures, sha),
+    )
+
+
+def degraded_set(
+    state: ReleaseState, declared: DegradedDeclared | None, now: datetime
+) -> ReleaseState:
+    if state.degraded == declared:
+        return state
+    return _next(state, now, degraded=declared)
 
 
 def run_rejected(state: ReleaseState, rejected: RejectedRun, now: datetime) -> ReleaseState:

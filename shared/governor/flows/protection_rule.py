@@ -90,7 +90,7 @@ def _review(
     without_it = state.model_copy(
         update={"dispatches": tuple(d for d in state.dispatches if d != ours)}
     )
-    reads = verification.read_wave(repo, ours.sha, without_it)
+    reads = verification.read_wave(ctx, repo, ours.sha, without_it)
     trusted = reads.trusted(repo)
     decision = judge(reads.facts(ctx, repo, ours.sha, trusted), without_it).decision
     if decision.allowed:

@@ -20,7 +20,7 @@ from typing import Any, Final
 from governor import crashpoints
 from governor import state as transitions
 from governor.deadline import DeadlineExceeded
-from governor.decision import Decision, Outcome, Reason, governor_error
+from governor.decision import Decision, Outcome, Reason, emergency_freeze, governor_error
 from governor.deploy_runs import workflow_path
 from governor.events import WorkflowRunCompleted, identity
 from governor.flows import dispatch
@@ -42,7 +42,7 @@ from governor.github.client import GitHubError, RateLimited
 from governor.ledger import Evaluation
 from governor.policy import POLICY_PATH, DegradedPolicy, Mode, Policy, parse_policy
 from governor.risk import Comparison
-from governor.state import Dispatch, ReleaseState
+from governor.state import Dispatch, EmergencyFreeze, ReleaseState
 from governor.store import WriteContention
 from governor.store.envelope import new_token
 
@@ -109,7 +109,7 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
             return standing
         stale_intent = live.intent_id  # it never started: decide again, as if never written
 
-    reads = read_wave(repo, sha, state)
+    reads = read_wave(ctx, repo, sha, state)
     trusted = reads.trusted(repo)
     policy = trusted.policy
     if policy is None or (isinstance(policy, Policy) and not policy.enabled):
@@ -188,6 +188,7 @@ class Reads:
     reachable: Future[Comparison]
     comparisons: dict[str, Future[Comparison]]
     own_change: Future[Comparison] | None
+    global_freeze: Future[EmergencyFreeze | None]
     degraded: dict[str, Future[list[dict[str, Any]]]] = field(default_factory=dict)
 
     def trusted(self, repo: Repo) -> Trusted:
@@ -216,10 +217,12 @@ class Reads:
             own_change=self.own_change.result() if self.own_change else None,
             degraded_labels=frozenset(label for label in labels if self.degraded[label].result()),
             now=ctx.clock(),
+            global_freeze=self.global_freeze.result(),
         )
 
 
-def read_wave(repo: Repo, sha: str, state: ReleaseState) -> Reads:
+def read_wave(ctx: Context, repo: Repo, sha: str, state: ReleaseState) -> Reads:
+    """Every GitHub read for `sha` on `state`, and the freeze of every repository."""
     api, production = repo.api, state.production_sha
     with wave() as w:
         reads = Reads(
@@ -230,6 +233,7 @@ def read_wave(repo: Repo, sha: str, state: ReleaseState) -> Reads:
             reachable=w.read(api.compare, repo.default_ref, sha),
             comparisons={b: w.read(api.compare, b, sha) for b in sorted(bases_needed(state, sha))},
             own_change=w.read(api.commit_change, sha) if production is None else None,
+            global_freeze=w.read(ctx.ledger.read_global_freeze),
         )
         if DEFAULT_DEGRADED_LABEL is not None:
             reads.degraded[DEFAULT_DEGRADED_LABEL] = w.read(
@@ -263,7 +267,7 @@ def _plan_on_fresh_state(
         return _commit(ctx, repo, facts, mode, intent=intent, stale_intent=stale_intent)
     except StaleFacts as stale:
         fresh = ctx.ledger.read_state(repo.id, repo.full_name)
-        reads = read_wave(repo, facts.sha, fresh)
+        reads = read_wave(ctx, repo, facts.sha, fresh)
         trusted = reads.trusted(repo)
         try:
             fresh_facts = reads.facts(ctx, repo, facts.sha, trusted)
@@ -358,14 +362,18 @@ def _act(
                 dispatch="another instance is dispatching",
             )
         crashpoints.reached("verification.intent")
-        try:
-            sent = dispatch.send(ctx, repo, live)
-        except GitHubError as exc:
-            if not dispatch.refused(exc):
-                raise  # unknown outcome or transient: the intent stands, recovery decides
-            decision = _refused(ctx, repo, live, decision, exc)
+        frozen = frozen_at_dispatch(ctx, repo, live, decision)
+        if frozen is not None:
+            decision = frozen
         else:
-            kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
+            try:
+                sent = dispatch.send(ctx, repo, live)
+            except GitHubError as exc:
+                if not dispatch.refused(exc):
+                    raise  # unknown outcome or transient: the intent stands, recovery decides
+                decision = _refused(ctx, repo, live, decision, exc)
+            else:
+                kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
     evaluation = Evaluation(
         at=facts.now,
         delivery=delivery,
@@ -402,6 +410,36 @@ def _act(
         dispatch=sent,
         record=None if record else evaluation,
     )
+
+
+def frozen_at_dispatch(
+    ctx: Context, repo: Repo, live: Dispatch, decision: Decision
+) -> Decision | None:
+    """The operators' freezes, read again right before the dispatch: a freeze set since
+    the decision holds the SHA (its intent is dropped, so it is decided again once the
+    freeze is lifted). None: no freeze, dispatch. A freeze set after this read does not
+    stop this dispatch: its run is cancelled in GitHub if need be (docs/operations.md)."""
+    with wave() as w:
+        everywhere = w.read(ctx.ledger.read_global_freeze)
+        state = w.read(ctx.ledger.read_state, repo.id, repo.full_name)
+    now = ctx.clock()
+    freeze = emergency_freeze(state.result(), everywhere.result(), now)
+    if freeze is None:
+        return None
+    held = Decision(Outcome.HOLD, Reason.FREEZE_WINDOW, decision.risk, freeze.reason, freeze.until)
+    ctx.ledger.transition(
+        repo.id,
+        repo.full_name,
+        lambda s: transitions.hold_recorded(
+            transitions.intent_abandoned(s, live.sha, live.intent_id, now),
+            live.sha,
+            held.reason.value,
+            held.until,
+            now,
+        ),
+    )
+    log.info("frozen at dispatch", extra={"repo": repo.full_name, "sha": live.sha})
+    return held
 
 
 def _refused(

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from governor import __version__
 from governor.commands import (
@@ -39,6 +39,9 @@ from governor.store import (
     WriteContention,
     open_store,
 )
+
+if TYPE_CHECKING:
+    from governor.wiring import Governor
 
 EXIT_NOT_FOUND: Final = EXIT_ERROR
 EXIT_CODES: Final = (
@@ -149,7 +152,72 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--url", required=True, help="the webhook function's URL")
     replay.add_argument("--delivery", metavar="GUID", help="X-GitHub-Delivery (default: new)")
     replay.add_argument("--timeout-s", type=float, default=30.0, metavar="SECONDS")
+    _operator_commands(command)
     return parser
+
+
+def _operator_commands(command: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
+    """approve, rollback, freeze, degraded: the commands that write (docs/operations.md)."""
+
+    def who(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--reason", required=True, help="why (recorded)")
+        parser.add_argument("--by", help="who, recorded (default: the local user)")
+
+    approve = command(
+        "approve",
+        "approve a SHA as an operator, then evaluate it again",
+        "Record an operator approval of SHA (with --by, --reason and the identity of the "
+        "store's credentials where the backend can tell), then evaluate the SHA again and "
+        "dispatch it if the gate now allows it. Needs the App's GOVERNOR_* settings. Exit 0 "
+        "if the SHA is now allowed, dispatched or in production; 3 if it is still held (the "
+        "reason is printed); 1 if it was not evaluated (not on the default branch, not "
+        "governed).",
+    )
+    approve.add_argument("repo", help="owner/name or numeric id")
+    approve.add_argument("sha", help="full SHA, or a unique prefix the store knows")
+    who(approve)
+
+    rollback = command(
+        "rollback",
+        "dispatch the previous production SHA (or --to SHA) through the gate",
+        "Dispatch the deploy workflow for the SHA in production before the current one, or "
+        "for --to SHA, which must have been in production. Risk, approvals, cooldown and "
+        "the rate limit do not apply; a freeze (policy window or emergency) holds it unless "
+        "--force, which is recorded. Needs the App's GOVERNOR_* settings. Exit 0 dispatched "
+        "(or another operator's rollback to the same SHA is on its way); 3 held or not "
+        "allowed (the reason is printed); 1 GitHub refused the dispatch.",
+    )
+    rollback.add_argument("repo", help="owner/name or numeric id")
+    rollback.add_argument("--to", metavar="SHA", help="a SHA that was in production")
+    rollback.add_argument("--force", action="store_true", help="go through a freeze (recorded)")
+    who(rollback)
+
+    freeze = command(
+        "freeze",
+        "emergency freeze of one repository or of every one (--all)",
+        "on: hold every new dispatch at once (reason freeze_window, with your reason), until "
+        "'off' or until --until passes. The freeze of every repository (--all) is one record, "
+        "read with every evaluation and again right before every dispatch. Runs already "
+        "dispatched go on: cancel them in GitHub. Reads and writes the store only. Exit 0.",
+    )
+    freeze.add_argument("target", metavar="REPO", nargs="?", help="owner/name or id (or --all)")
+    freeze.add_argument("--all", action="store_true", help="every repository")
+    freeze.add_argument("switch", choices=("on", "off"))
+    freeze.add_argument(
+        "--until", metavar="TIME", help="when it lifts itself: 4h, 2d or 2026-12-01T18:00Z"
+    )
+    who(freeze)
+
+    degraded = command(
+        "degraded",
+        "declare production degraded by hand (or take it back)",
+        "on: production counts as degraded, as if its incident issue were open: HIGH-risk "
+        "SHAs are held (degraded_high_risk), and MEDIUM ones too (degraded_medium_hold). "
+        "off: held SHAs resume at the next reconcile. Reads and writes the store only. Exit 0.",
+    )
+    degraded.add_argument("repo", help="owner/name or numeric id")
+    degraded.add_argument("switch", choices=("on", "off"))
+    who(degraded)
 
 
 def _open(args: argparse.Namespace) -> ObjectStore:
@@ -294,7 +362,71 @@ def _replay_command(args: argparse.Namespace) -> int:
     return 0 if result.ok else EXIT_ERROR
 
 
+def _governor(args: argparse.Namespace) -> Governor:
+    from governor.wiring import Governor
+
+    settings = load_settings()
+    if args.store:
+        settings = settings.model_copy(update={"store_url": args.store})
+    return Governor(settings)
+
+
+def _approve_command(args: argparse.Namespace) -> int:
+    from governor.commands import operate, render
+
+    result = operate.approve(_governor(args), args.repo, args.sha, by=args.by, why=args.reason)
+    _emit(args, result, render.approved)
+    return result.exit_code
+
+
+def _rollback_command(args: argparse.Namespace) -> int:
+    from governor.commands import operate, render
+
+    result = operate.rollback(
+        _governor(args), args.repo, to=args.to, by=args.by, why=args.reason, force=args.force
+    )
+    _emit(args, result, render.rolled_back)
+    return result.exit_code
+
+
+def _freeze_command(args: argparse.Namespace) -> int:
+    from governor.commands import operate, render
+
+    if args.all == (args.target is not None):
+        raise CommandError("give REPO or --all (not both)", EXIT_USAGE)
+    result = operate.freeze(
+        _open(args),
+        args.target,
+        on=args.switch == "on",
+        by=args.by,
+        why=args.reason,
+        until=args.until,
+        now=datetime.now(UTC),
+    )
+    _emit(args, result, render.declared)
+    return 0
+
+
+def _degraded_command(args: argparse.Namespace) -> int:
+    from governor.commands import operate, render
+
+    result = operate.degraded(
+        _open(args),
+        args.repo,
+        on=args.switch == "on",
+        by=args.by,
+        why=args.reason,
+        now=datetime.now(UTC),
+    )
+    _emit(args, result, render.declared)
+    return 0
+
+
 _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
+    "approve": _approve_command,
+    "rollback": _rollback_command,
+    "freeze": _freeze_command,
+    "degraded": _degraded_command,
     "store": _store_command,
     "reconcile": _reconcile_command,
     "status": _status_command,

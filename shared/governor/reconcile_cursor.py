@@ -99,13 +99,19 @@ def seen_push(watch: RepoWatch, pushed_at: str | None, now: datetime) -> RepoWat
     return watch.model_copy(update={"pushed_at": pushed_at, "pushed_seen_at": now})
 
 
-def due_holds(state: ReleaseState, now: datetime, limit: int) -> list[Hold]:
+def due_holds(
+    state: ReleaseState, now: datetime, limit: int, *, frozen_everywhere: bool = False
+) -> list[Hold]:
     """Held SHAs whose reason may have cleared, newest first, at most `limit`.
 
-    Time holds once their time has passed; degraded holds and governor errors every
-    time (the incident may be over, the error may not happen again); approval holds when
-    an approval is recorded or production moved since. Superseded SHAs are not held.
+    Time holds once their time has passed; an emergency freeze with no end once no
+    operator freeze is in force (`frozen_everywhere`: the freeze of every repository);
+    degraded holds and governor errors every time (the incident may be over, the error
+    may not happen again); approval holds when an approval is recorded or production
+    moved since. Superseded SHAs are not held.
     """
+    freeze = state.emergency_freeze
+    unfrozen = not frozen_everywhere and (freeze is None or not freeze.active(now))
     due = []
     for hold in state.holds.values():
         if hold.sha == state.production_sha:
@@ -113,8 +119,9 @@ def due_holds(state: ReleaseState, now: datetime, limit: int) -> list[Hold]:
         moved = state.production_at is not None and state.production_at > hold.at
         approved = any(a.at >= hold.at for a in state.approvals_for(hold.sha))
         time_passed = hold.until is not None and hold.until <= now
+        lifted = hold.reason == "freeze_window" and hold.until is None and unfrozen
         if (
-            (hold.reason in TIME_HOLDS and (time_passed or moved))
+            (hold.reason in TIME_HOLDS and (time_passed or moved or lifted))
             or hold.reason in EVENT_HOLDS
             or (hold.reason in APPROVAL_HOLDS and (approved or moved))
         ):

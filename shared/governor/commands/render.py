@@ -9,6 +9,7 @@ from datetime import datetime
 import yaml
 
 from governor.commands.explain import Explanation
+from governor.commands.operate import ApproveResult, DeclaredResult, RollbackResult
 from governor.commands.policy_check import PolicyCheck, TrustedComparison
 from governor.commands.replay import ReplayResult
 from governor.commands.status import Held, Overview, RepoStatus, ShaStatus
@@ -224,4 +225,59 @@ def replayed(result: ReplayResult) -> list[str]:
         f"HTTP {result.status}{' (' + result.content_type + ')' if result.content_type else ''}",
     ]
     lines.extend(result.body.splitlines())
+    return lines
+
+
+def approved(result: ApproveResult) -> list[str]:
+    lines = [f"{result.repo} {result.sha}: approved by {result.by} ({result.reason})"]
+    if result.identity:
+        lines.append(f"store credentials: {result.identity}")
+    if result.result == "ignored":
+        lines.append(f"not evaluated: {result.detail}")
+    elif result.outcome:
+        detail = f": {result.detail}" if result.detail else ""
+        lines.append(f"now {result.outcome} {result.decision_reason}{detail}")
+        if result.dispatch:
+            lines.append(result.dispatch)
+    else:
+        lines.append(f"now: {result.result.replace('_', ' ')}")
+    return lines
+
+
+def rolled_back(result: RollbackResult) -> list[str]:
+    head = f"{result.repo}: rollback from {short(result.from_sha)} to {short(result.target)}"
+    lines = [f"{head} by {result.by} ({result.reason})" + (", forced" if result.forced else "")]
+    if result.outcome == "ALLOW":
+        if result.result == "decided":
+            run = f", run {result.run_id}" if result.run_id else ""
+            lines.append(f"dispatched{run}: {result.detail}")
+        else:
+            lines.append(
+                f"another rollback to it is on its way ({result.result}), run {result.run_id}"
+            )
+    else:
+        until = f" until {when(result.until)}" if result.until else ""
+        lines.append(f"HOLD {result.decision_reason}{until}: {result.detail}")
+        if result.decision_reason == "freeze_window" and not result.forced:
+            lines.append("to roll back through the freeze, add --force (it is recorded)")
+    return lines
+
+
+def declared(result: DeclaredResult) -> list[str]:
+    scope = "every repository" if result.scope == "all" else result.scope
+    state = "on" if result.on else "off"
+    what = "emergency freeze" if result.what == "freeze" else "degraded production"
+    change = "" if result.changed else " (it was already so)"
+    until = f" until {when(result.until)}" if result.until else ""
+    lines = [f"{what} of {scope}: {state}{until}{change}, by {result.by} ({result.reason})"]
+    if result.on and result.what == "freeze":
+        lines.append(
+            "every new dispatch is held; runs already dispatched go on (cancel them in GitHub)"
+        )
+    if not result.on and result.held:
+        lines.append(
+            f"{len(result.held)} held SHA(s) resume at the next reconcile (within 5 min), "
+            "or now with 'governor reconcile REPO':"
+        )
+        lines.extend(f"  {sha}" for sha in result.held[:20])
     return lines

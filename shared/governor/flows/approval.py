@@ -1,5 +1,6 @@
-"""An approval (the trusted policy's label on a pull request, or its comment command):
-record it for the held SHAs of that pull request, then evaluate them again.
+"""An approval (the trusted policy's label on a pull request, its comment command, or an
+operator's `governor approve`): record it for the held SHAs of that pull request (or the
+SHA named), then evaluate them again.
 
     gather  the state, the trusted policy, the approver's permission, the PR's SHAs
     plan    whether this person may approve under the trusted rules
@@ -106,3 +107,17 @@ def _approve(
 
 def _recorded(approval: Approval, now: datetime) -> Callable[[ReleaseState], ReleaseState]:
     return lambda state: transitions.approval_recorded(state, approval, now)
+
+
+def by_operator(
+    ctx: Context, repo: Repo, sha: str, *, by: str, why: str, identity: str | None
+) -> Evaluated | Ignored:
+    """`governor approve`: an operator's approval of `sha`, recorded with who and why, then
+    the SHA evaluated again. Whoever can write the store and use the App's credentials
+    is trusted as an operator: no pull request, label or permission is asked for."""
+    now = ctx.clock()
+    approval = Approval(sha=sha, by=by, at=now, via="cli", reason=why, identity=identity)
+    after = ctx.ledger.transition(repo.id, repo.full_name, _recorded(approval, now))
+    if after.production_sha == sha:
+        return Ignored(f"{sha[:7]} is in production already")
+    return verification.evaluate(ctx, repo, sha, trigger="approval:cli", delivery=None)

@@ -14,14 +14,15 @@ rejected with the reason code and how to unblock. `deployment.sha` of a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from governor import messages
 from governor import state as transitions
-from governor.decision import Reason
+from governor.decision import Reason, RollbackInputs, decide_rollback
 from governor.deploy_runs import RunInfo
 from governor.events import DeploymentProtectionRuleRequested
 from governor.flows import dispatch, verification
-from governor.flows.context import Context, Repo
+from governor.flows.context import Context, Repo, read_trusted
 from governor.flows.results import Reviewed
 from governor.gate import judge
 from governor.state import Dispatch, RejectedRun, ReleaseState
@@ -59,7 +60,7 @@ def on_protection_rule(
     return review
 
 
-def _review(
+def _review(  # noqa: PLR0911  (one answer per case)
     ctx: Context, repo: Repo, run: RunInfo, ours: Dispatch | None, state: ReleaseState
 ) -> Reviewed:
     def answer(approved: bool, reason: str, detail: str, hint: str = "") -> Reviewed:
@@ -86,6 +87,8 @@ def _review(
         return answer(True, "approved", f"the governor's deploy of {ours.sha}")
     if state.production_sha == ours.sha:
         return answer(True, "approved", f"{ours.sha} is already in production")
+    if ours.reason == Reason.ROLLBACK.value:
+        return _review_rollback_rerun(ctx, repo, ours, state, answer)
     # A re-run attempt (or a run whose deploy failed): only if the SHA passes the gate now.
     without_it = state.model_copy(
         update={"dispatches": tuple(d for d in state.dispatches if d != ours)}
@@ -95,5 +98,33 @@ def _review(
     decision = judge(reads.facts(ctx, repo, ours.sha, trusted), without_it).decision
     if decision.allowed:
         return answer(True, "approved", f"re-run of {ours.sha}: {decision.detail}")
+    hint = messages.unblock_hint(decision, trusted.policy)
+    return answer(False, decision.reason.value, decision.detail, hint)
+
+
+def _review_rollback_rerun(
+    ctx: Context,
+    repo: Repo,
+    ours: Dispatch,
+    state: ReleaseState,
+    answer: Callable[..., Reviewed],
+) -> Reviewed:
+    """A re-run of a rollback's run: under the rollback's rules again (a freeze now holds
+    it, even one the rollback was forced through: forcing is for one dispatch)."""
+    trusted = read_trusted(repo, state.production_sha)
+    decision = decide_rollback(
+        RollbackInputs(
+            target=ours.sha,
+            policy=trusted.policy,
+            state=state,
+            global_freeze=ctx.ledger.read_global_freeze(),
+            now=ctx.clock(),
+            force=False,
+            by="a re-run",
+            why=ours.detail or "rollback",
+        )
+    )
+    if decision.allowed:
+        return answer(True, "approved", f"re-run of the rollback to {ours.sha}")
     hint = messages.unblock_hint(decision, trusted.policy)
     return answer(False, decision.reason.value, decision.detail, hint)

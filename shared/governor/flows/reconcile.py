@@ -428,7 +428,12 @@ def _reconcile_repo(
     now = ctx.clock()
     _finish_dispatch(ctx, repo, state, now, summary)
     _finish_failures(ctx, repo, state, now, summary)
-    for hold in due_holds(state, now, HOLDS_PER_REPO):
+    # An emergency freeze with no end holds until lifted: the freeze of every repository
+    # is read only for a repository that has such a hold.
+    untimed = any(h.reason == "freeze_window" and h.until is None for h in state.holds.values())
+    everywhere = ctx.ledger.read_global_freeze() if untimed else None
+    frozen_everywhere = everywhere is not None and everywhere.active(now)
+    for hold in due_holds(state, now, HOLDS_PER_REPO, frozen_everywhere=frozen_everywhere):
         result = verification.evaluate(
             ctx, repo, hold.sha, trigger=verification.RECONCILE, delivery=None
         )

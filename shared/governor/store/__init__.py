@@ -40,6 +40,7 @@ __all__ = [
     "StoredObject",
     "UpdateResult",
     "WriteContention",
+    "credentials_identity",
     "open_store",
     "update",
     "validate_key",
@@ -76,3 +77,9 @@ def open_store(url: str, *, write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S) ->
 
         return S3Store(parts.netloc, prefix, write_timeout_s=write_timeout_s)
     raise StoreConfigError(f"unsupported store URL '{url}': use {_URL_FORMS}")
+
+
+def credentials_identity(store: ObjectStore) -> str | None:
+    """Who the store's credentials belong to, where the backend can tell (else None)."""
+    identity = getattr(store, "credentials_identity", None)
+    return identity() if callable(identity) else None

@@ -67,6 +67,12 @@ class GcsStore:
         self._client = client or _client()
         self._bucket = self._client.bucket(bucket)
 
+    def credentials_identity(self) -> str | None:
+        """The service account the client writes as (None for user or anonymous credentials)."""
+        credentials = getattr(self._client, "_credentials", None)
+        email = getattr(credentials, "service_account_email", None)
+        return email if isinstance(email, str) and "@" in email else None
+
     def get(self, key: str) -> StoredObject | None:
         blob = self._bucket.blob(self._name(key))
         left = deadline.remaining(grace=True)  # reads serve writes: the same grace

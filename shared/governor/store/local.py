@@ -62,6 +62,17 @@ class LocalStore:
 
     # -- reads: no lock ---------------------------------------------------------------
 
+    def credentials_identity(self) -> str | None:
+        """The local user writing the files (`governor approve` records it)."""
+        import getpass
+        import socket
+
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):
+            user = f"uid {os.getuid()}"
+        return f"{user}@{socket.gethostname()}"
+
     def get(self, key: str) -> StoredObject | None:
         path = self._path(key)
         try:

@@ -76,6 +76,20 @@ class S3Store:
         self._prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
         self._client = client or boto3.client("s3", config=_CLIENT_CONFIG)
 
+    def credentials_identity(self) -> str | None:
+        """The ARN the credentials belong to (STS GetCallerIdentity); None if STS says no."""
+        try:
+            sts = boto3.client(
+                "sts",
+                endpoint_url=self._client.meta.endpoint_url,
+                region_name=self._client.meta.region_name,
+                config=_CLIENT_CONFIG,
+            )
+            arn = sts.get_caller_identity().get("Arn")
+        except Exception:  # best effort: the record then says the identity is unknown
+            return None
+        return arn if isinstance(arn, str) else None
+
     def get(self, key: str) -> StoredObject | None:
         name = self._name(key)
         try:

@@ -12,7 +12,7 @@ from governor.commands.explain import Explanation
 from governor.commands.operate import ApproveResult, DeclaredResult, RollbackResult
 from governor.commands.policy_check import PolicyCheck, TrustedComparison
 from governor.commands.replay import ReplayResult
-from governor.commands.status import Held, Overview, RepoStatus, ShaStatus
+from governor.commands.status import Freeze, Held, Overview, RepoStatus, ShaStatus
 
 SHORT = 12
 
@@ -52,12 +52,13 @@ def repo_status(result: RepoStatus) -> list[str]:
         )
     else:
         lines.append("production: none yet (no successful deploy recorded)")
-    freeze = result.emergency_freeze
-    if freeze is not None:
-        state = "in force" if freeze.active else "ended"
+    lines.extend(_freeze_line("emergency freeze", result.emergency_freeze))
+    lines.extend(_freeze_line("emergency freeze of every repository", result.global_freeze))
+    if result.degraded is not None:
+        declared = result.degraded
         lines.append(
-            f"emergency freeze ({state}) by {freeze.by} since {when(freeze.since)}, "
-            f"until {when(freeze.until, 'lifted by hand')}: {freeze.reason}"
+            f"production declared degraded by {declared.by} since {when(declared.since)}: "
+            f"{declared.reason}"
         )
     lines.append("in flight:" if result.in_flight else "in flight: nothing")
     for flight in result.in_flight:
@@ -103,10 +104,20 @@ def _held(held: Held) -> list[str]:
     return lines
 
 
+def _freeze_line(what: str, freeze: Freeze | None) -> list[str]:
+    if freeze is None:
+        return []
+    state = "in force" if freeze.active else "ended"
+    return [
+        f"{what} ({state}) by {freeze.by} since {when(freeze.since)}, "
+        f"until {when(freeze.until, 'lifted by hand')}: {freeze.reason}"
+    ]
+
+
 def overview(result: Overview) -> list[str]:
+    lines = _freeze_line("emergency freeze of every repository", result.global_freeze)
     if not result.repositories:
-        return [f"no repositories in {result.store}"]
-    lines = []
+        return [*lines, f"no repositories in {result.store}"]
     for line in result.repositories:
         production = (
             f"production {short(line.production_sha)} since {when(line.production_at)}"

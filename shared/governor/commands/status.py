@@ -14,7 +14,8 @@ from typing import Final, Literal
 
 from governor.commands import repos
 from governor.commands.hints import hold_hint, reason_anchor
-from governor.state import Dispatch, ReleaseState
+from governor.ledger import Ledger
+from governor.state import Dispatch, EmergencyFreeze, ReleaseState
 from governor.store import ObjectStore
 
 ShaState = Literal[
@@ -95,6 +96,17 @@ class RepoStatus:
     emergency_freeze: Freeze | None
     sha: ShaStatus | None = None
     """What `--sha` asked about."""
+    global_freeze: Freeze | None = None
+    """The freeze of every repository (`governor freeze --all`), if one is set."""
+    degraded: Declared | None = None
+    """Production declared degraded with `governor degraded`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Declared:
+    by: str
+    reason: str
+    since: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +124,7 @@ class RepoLine:
 class Overview:
     store: str
     repositories: tuple[RepoLine, ...]
+    global_freeze: Freeze | None = None
 
 
 def in_flight(state: ReleaseState) -> tuple[Dispatch, ...]:
@@ -128,11 +141,17 @@ def in_flight(state: ReleaseState) -> tuple[Dispatch, ...]:
 
 
 def _frozen(state: ReleaseState, now: datetime) -> Freeze | None:
-    freeze = state.emergency_freeze
+    return _freeze(state.emergency_freeze, now)
+
+
+def _freeze(freeze: EmergencyFreeze | None, now: datetime) -> Freeze | None:
     if freeze is None:
         return None
-    active = freeze.until is None or now < freeze.until
-    return Freeze(freeze.by, freeze.reason, freeze.at, freeze.until, active)
+    return Freeze(freeze.by, freeze.reason, freeze.at, freeze.until, freeze.active(now))
+
+
+def _global(store: ObjectStore, now: datetime) -> Freeze | None:
+    return _freeze(Ledger(store).read_global_freeze(), now)
 
 
 def repo_status(
@@ -175,6 +194,12 @@ def repo_status(
         failures=failures,
         emergency_freeze=_frozen(state, now),
         sha=None if sha is None else sha_status(store, state, sha),
+        global_freeze=_global(store, now),
+        degraded=(
+            Declared(state.degraded.by, state.degraded.reason, state.degraded.at)
+            if state.degraded is not None
+            else None
+        ),
     )
 
 
@@ -218,4 +243,4 @@ def overview(store: ObjectStore, now: datetime) -> Overview:
                 frozen=freeze is not None and freeze.active,
             )
         )
-    return Overview(store.url, tuple(lines))
+    return Overview(store.url, tuple(lines), _global(store, now))

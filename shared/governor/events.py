@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -136,6 +136,20 @@ class _PullRequest(_Payload):
     updated_at: str | None = None
 
 
+class _PullCommit(_Payload):
+    """One side of a pull request: a commit, and (for the head) the repository it is in,
+    a fork's or none when the fork was deleted."""
+
+    sha: str = Field(pattern=r"^[0-9a-f]{40}$")
+    repo: _HeadRepository | None = None
+
+
+class _ChangedPull(_Payload):
+    number: int = Field(ge=1, lt=2**31)
+    head: _PullCommit
+    base: _PullCommit
+
+
 class _Issue(_Payload):
     number: int
     user: _Account
@@ -161,6 +175,20 @@ class WorkflowRunCompleted(_RepoEvent):
 class PullRequestLabeled(_RepoEvent):
     label: _Label
     pull_request: _PullRequest
+
+
+class PullRequestChanged(_RepoEvent):
+    """A pull request opened, reopened or pushed to (`synchronize`): its head SHA is new,
+    so a change to the policy file on it is reviewed (`flows/policy_review.py`)."""
+
+    action: Literal["opened", "synchronize", "reopened"]
+    pull_request: _ChangedPull
+
+    @property
+    def from_fork(self) -> bool:
+        """The head commit is in another repository (or in one that no longer exists)."""
+        head = self.pull_request.head.repo
+        return head is None or head.id != self.repository.id
 
 
 class IssueCommentCreated(_RepoEvent):
@@ -196,6 +224,7 @@ class DeploymentProtectionRuleRequested(_RepoEvent):
 Event = (
     WorkflowRunCompleted
     | PullRequestLabeled
+    | PullRequestChanged
     | IssueCommentCreated
     | DeploymentProtectionRuleRequested
 )
@@ -209,6 +238,9 @@ class Ignored:
 _HANDLED: Final[dict[tuple[str, str], type[Event]]] = {
     ("workflow_run", "completed"): WorkflowRunCompleted,
     ("pull_request", "labeled"): PullRequestLabeled,
+    ("pull_request", "opened"): PullRequestChanged,
+    ("pull_request", "synchronize"): PullRequestChanged,
+    ("pull_request", "reopened"): PullRequestChanged,
     ("issue_comment", "created"): IssueCommentCreated,
     ("deployment_protection_rule", "requested"): DeploymentProtectionRuleRequested,
 }
@@ -261,4 +293,9 @@ def identity(event: Event) -> str:
         pull = event.pull_request
         what = f"{event.label.name}\0{pull.updated_at}\0{event.sender.login}"
         return f"label-{repo}-{pull.number}-{hashlib.sha256(what.encode()).hexdigest()[:24]}"
+    if isinstance(event, PullRequestChanged):
+        # Per head SHA: the review is of the file at that commit (opened, then reopened
+        # with the same head, is one review). About 75 characters with GitHub's ids.
+        changed = event.pull_request
+        return f"policy-pr-{repo}-{changed.number}-{changed.head.sha}"
     return f"protection-{repo}-{event.run_id()}-{event.deployment.id}"

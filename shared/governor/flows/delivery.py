@@ -13,13 +13,20 @@ from governor.events import (
     Delivery,
     Event,
     IssueCommentCreated,
+    PullRequestChanged,
     PullRequestLabeled,
     WorkflowRunCompleted,
     classify,
     identity,
 )
 from governor.events import Ignored as IgnoredEvent
-from governor.flows import approval, deploy_outcome, protection_rule, verification
+from governor.flows import (
+    approval,
+    deploy_outcome,
+    policy_review,
+    protection_rule,
+    verification,
+)
 from governor.flows.context import Context, Repo, claimed
 from governor.flows.results import FlowResult, Ignored
 from governor.ledger import ClaimSite
@@ -50,6 +57,15 @@ def route(ctx: Context, event: Event, guid: str) -> FlowResult:
         labeled = event
         return claimed(
             ctx, site, "pull_request", guid, lambda _c: approval.on_label(ctx, repo, labeled, guid)
+        )
+    if isinstance(event, PullRequestChanged):
+        changed = event
+        return claimed(
+            ctx,
+            site,
+            "pull_request",
+            guid,
+            lambda _c: policy_review.on_pull_request(ctx, repo, changed),
         )
     if isinstance(event, IssueCommentCreated):
         comment = event

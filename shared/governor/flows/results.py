@@ -33,6 +33,21 @@ class Kind(StrEnum):
     DUPLICATE_RUN = "duplicate_run"
     APPROVED = "approved"
     REJECTED = "rejected"
+    POLICY_REVIEWED = "policy_reviewed"
+
+
+class PolicyVerdict(StrEnum):
+    """What a pull request's policy file means against the trusted policy: API, like
+    reason codes (docs/policy.md, "Pull requests that change the policy")."""
+
+    INVALID = "invalid"
+    """The file is not a valid policy: `failure`, naming the key."""
+    REMOVED = "removed"
+    """The file is deleted: `failure` if a trusted policy governs the repository."""
+    RELAXES = "relaxes"
+    """Valid, and some key relaxes (or may relax) the trusted policy: `failure`."""
+    VALID = "valid"
+    """Valid, and nothing relaxes the trusted policy (or nothing governs yet): `success`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +126,30 @@ class Reviewed:
         return Kind.APPROVED if self.approved else Kind.REJECTED
 
 
-FlowResult = Ignored | Duplicate | InProgress | Evaluated | DeployOutcome | Approved | Reviewed
+@dataclass(frozen=True, slots=True)
+class PolicyReviewed:
+    """The policy file of a pull request was reviewed and its status posted on the head."""
+
+    sha: str
+    pull: int
+    verdict: PolicyVerdict
+    state: str
+    description: str
+    keys: tuple[str, ...] = ()
+    """The policy keys the description names (relaxed ones for `relaxes`)."""
+    kind: Kind = Kind.POLICY_REVIEWED
+
+
+FlowResult = (
+    Ignored
+    | Duplicate
+    | InProgress
+    | Evaluated
+    | DeployOutcome
+    | Approved
+    | Reviewed
+    | PolicyReviewed
+)
 
 
 def to_json(result: FlowResult) -> dict[str, Any]:
@@ -125,7 +163,9 @@ def to_json(result: FlowResult) -> dict[str, Any]:
             value = {sha: to_json(e) for sha, e in value.items()}
         elif isinstance(value, datetime):
             value = value.isoformat()
-        elif isinstance(value, Outcome):
+        elif isinstance(value, Outcome | PolicyVerdict):
             value = value.value
+        elif isinstance(value, tuple):
+            value = list(value)
         body[name] = value
     return body

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
 
 from governor.commands import EXIT_ERROR, EXIT_HELD, EXIT_USAGE, CommandError, repos
-from governor.commands.policy_check import locate
 from governor.decision import Outcome
 from governor.flows import approval, emergency
 from governor.flows import rollback as rollback_flow
@@ -130,7 +129,7 @@ def approve(
 ) -> ApproveResult:
     who = operator(governor.store, by)
     why = reason(why)
-    repo, _ = locate(governor, repo_text)
+    repo, _ = repos.locate(governor, repo_text)
     sha = _full_sha(governor.store, repo.id, sha_text)
     result = approval.by_operator(
         governor.context, repo, sha, by=who.by, why=why, identity=who.identity
@@ -204,7 +203,7 @@ def rollback(
 ) -> RollbackResult:
     who = operator(governor.store, by)
     why = reason(why)
-    repo, _ = locate(governor, repo_text)
+    repo, _ = repos.locate(governor, repo_text)
     target = _full_sha(governor.store, repo.id, to) if to is not None else None
     request = rollback_flow.RollbackRequest(target, who.by, why, force, who.identity)
     try:

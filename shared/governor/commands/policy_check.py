@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from governor.commands import EXIT_ERROR, CommandError, repos
-from governor.flows.context import Repo, Trusted, read_trusted
+from governor.flows.context import Trusted, read_trusted
 from governor.policy import POLICY_PATH, ApprovalMode, Mode, Policy, PolicyProblem
 from governor.policy import parse_policy as parse
 from governor.policy_diff import (
@@ -162,35 +162,11 @@ def compare(
     )
 
 
-def locate(governor: Governor, text: str) -> tuple[Repo, str | None]:
-    """The repository through the App (its installation and default branch), and the
-    production SHA from the store (None before the first deploy, or if the store has no
-    state for it yet)."""
-    ref = repos.parse_repo(text)
-    state = repos.find_state(governor.store, ref)
-    repo_id = state.repo_id if state is not None else ref.id
-    name = state.repo if state is not None else ref.name
-    wanted = name.lower() if name else None
-    app = governor.app
-    for installation_id in app.installation_ids():
-        for installed in app.installed_repos(installation_id):
-            if installed.id == repo_id or installed.full_name.lower() == wanted:
-                repo = Repo(
-                    id=installed.id,
-                    full_name=installed.full_name,
-                    default_branch=installed.default_branch,
-                    installation_id=installation_id,
-                    api=app.repo(installation_id, installed.full_name),
-                )
-                return repo, state.production_sha if state is not None else None
-    raise CommandError(f"unknown repository '{ref}': the App is not installed on it", EXIT_ERROR)
-
-
 def check_against(
     governor: Governor, checked: PolicyCheck, text: str, repo_text: str
 ) -> PolicyCheck:
     """`checked` with the difference from REPO's trusted policy (none for an invalid file)."""
-    repo, production_sha = locate(governor, repo_text)
+    repo, production_sha = repos.locate(governor, repo_text)
     trusted = read_trusted(repo, production_sha)
     file = parse(text)
     policy = file if isinstance(file, Policy) else None

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from governor.commands import EXIT_ERROR, EXIT_USAGE, CommandError
+from governor.flows.context import Repo
 from governor.ledger import DecisionRecord, decision_key, state_key
 from governor.state import ReleaseState
 from governor.store import ObjectStore
+
+if TYPE_CHECKING:
+    from governor.wiring import Governor
 
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+")
 _ID: Final = re.compile(r"[0-9]{1,19}")
@@ -114,3 +118,27 @@ def resolve_sha(store: ObjectStore, state: ReleaseState, text: str) -> str:
 def read_decision(store: ObjectStore, repo_id: int, sha: str) -> DecisionRecord | None:
     current = store.get(decision_key(repo_id, sha))
     return None if current is None else DecisionRecord.model_validate_json(current.data)
+
+
+def locate(governor: Governor, text: str) -> tuple[Repo, str | None]:
+    """The repository through the App (its installation and default branch), and the
+    production SHA from the store (None before the first deploy, or if the store has no
+    state for it yet)."""
+    ref = parse_repo(text)
+    state = find_state(governor.store, ref)
+    repo_id = state.repo_id if state is not None else ref.id
+    name = state.repo if state is not None else ref.name
+    wanted = name.lower() if name else None
+    app = governor.app
+    for installation_id in app.installation_ids():
+        for installed in app.installed_repos(installation_id):
+            if installed.id == repo_id or installed.full_name.lower() == wanted:
+                repo = Repo(
+                    id=installed.id,
+                    full_name=installed.full_name,
+                    default_branch=installed.default_branch,
+                    installation_id=installation_id,
+                    api=app.repo(installation_id, installed.full_name),
+                )
+                return repo, state.production_sha if state is not None else None
+    raise CommandError(f"unknown repository '{ref}': the App is not installed on it", EXIT_ERROR)

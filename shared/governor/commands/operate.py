@@ -269,7 +269,7 @@ def freeze(
     )
     ledger = Ledger(store)
     if repo_text is None:
-        declared = emergency.freeze_all(ledger, value)
+        declared = emergency.freeze_all(ledger, value, now)
         scope, held = "all", _held_everywhere(store)
     else:
         state = repos.resolve_state(store, repo_text)

@@ -5,18 +5,25 @@ A repository's freeze and its degraded production live in its release state, so 
 write that commits a decision sees them. The freeze of every repository is one record
 (`global/freeze.json`), read with every evaluation's facts and again right before every
 dispatch (`verification.frozen_at_dispatch`). Lifting either leaves the SHAs it held to
-be evaluated again: by reconcile within minutes, or at once by the caller.
+be evaluated again: by reconcile within minutes, or at once by the caller. A freeze with
+an end holds its SHAs until that end (`Hold.until`); lifted or replaced before it, those
+holds are made due at once, so the next reconcile decides them again under what is in
+force then (a freeze with no end is due once none is in force: `reconcile_cursor`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 from governor import state as transitions
 from governor.decision import Reason
 from governor.ledger import Ledger
 from governor.state import DegradedDeclared, EmergencyFreeze, ReleaseState
+
+_STATE_KEY: Final = re.compile(r"repos/([0-9]+)/state\.json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +48,10 @@ def freeze_repo(
 
     def apply(state: ReleaseState) -> ReleaseState:
         before[:] = [state]
-        return transitions.emergency_freeze_set(state, freeze, now)
+        after = transitions.emergency_freeze_set(state, freeze, now)
+        if state.emergency_freeze != freeze:
+            after = _ended(after, state.emergency_freeze, now)
+        return after
 
     after = ledger.transition(repo_id, repo, apply)
     return Declared(
@@ -49,9 +59,20 @@ def freeze_repo(
     )
 
 
-def freeze_all(ledger: Ledger, freeze: EmergencyFreeze | None) -> Declared:
-    """Set (or lift) the freeze of every repository."""
-    return Declared(ledger.set_global_freeze(freeze), freeze)
+def freeze_all(ledger: Ledger, freeze: EmergencyFreeze | None, now: datetime) -> Declared:
+    """Set (or lift) the freeze of every repository. Lifted or replaced before its end,
+    the holds it left with that end in every repository are made due now."""
+    before = ledger.set_global_freeze(freeze)
+    if before is not None and before != freeze and before.until is not None:
+        for key in ledger.store.list("repos/"):
+            found = _STATE_KEY.fullmatch(key)
+            if found is None:
+                continue
+            repo_id = int(found.group(1))
+            state = ledger.read_state(repo_id, "")
+            if _ended(state, before, now) is not state:
+                ledger.transition(repo_id, state.repo, lambda s: _ended(s, before, now))
+    return Declared(before, freeze)
 
 
 def degraded(
@@ -67,6 +88,17 @@ def degraded(
     after = ledger.transition(repo_id, repo, apply)
     held = _held(after, Reason.DEGRADED_HIGH_RISK) + _held(after, Reason.DEGRADED_MEDIUM_HOLD)
     return Declared(before[0].degraded, after.degraded, held)
+
+
+def _ended(state: ReleaseState, ended: EmergencyFreeze | None, now: datetime) -> ReleaseState:
+    """`state` with the holds a freeze with an end left (`freeze_window` until that end)
+    made due now: that freeze is lifted or replaced, so they are decided again."""
+    if ended is None or ended.until is None or ended.until <= now:
+        return state
+    for sha, hold in sorted(state.holds.items()):
+        if hold.reason == Reason.FREEZE_WINDOW.value and hold.until == ended.until:
+            state = transitions.hold_recorded(state, sha, hold.reason, now, now)
+    return state
 
 
 def _held(state: ReleaseState, reason: Reason) -> tuple[tuple[int, str], ...]:

@@ -7,6 +7,8 @@ before, through the gate, under the rollback's own rules (`decision.decide_rollb
             status of the target, the evaluation in its decision record
 
 A rollback that is held writes nothing: the operator is told why (exit 3) and asks again.
+One held by a freeze set between its intent and its dispatch drops its intent and leaves
+nothing else (no hold: reconcile would only find the target older than production).
 Two operators rolling back to the same SHA at once dispatch once (`rollback_intent`).
 If the command dies after recording its intent and before dispatching, the intent is
 finished like any other: its run is looked for, and if it never started the SHA is
@@ -21,11 +23,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from governor import state as transitions
-from governor.decision import Decision, Outcome, RollbackInputs, decide_rollback
+from governor.decision import (
+    Decision,
+    Outcome,
+    Reason,
+    RollbackInputs,
+    decide_rollback,
+    emergency_freeze,
+)
 from governor.flows import dispatch
 from governor.flows.context import Context, Repo, mode_of, post_status, read_trusted, wave
 from governor.flows.results import Kind
-from governor.flows.verification import frozen_at_dispatch
 from governor.github.client import GitHubError
 from governor.ledger import Evaluation
 from governor.policy import Mode, Policy
@@ -129,7 +137,7 @@ def rollback(ctx: Context, repo: Repo, request: RollbackRequest) -> RolledBack:
     if live.intent_id != intent:
         return _standing(ctx, repo, live, state.production_sha, decision)
     if not request.force:
-        frozen = frozen_at_dispatch(ctx, repo, live, decision)
+        frozen = _frozen_at_dispatch(ctx, repo, live)
         if frozen is not None:
             return RolledBack(target, state.production_sha, frozen, Kind.DECIDED)
     try:
@@ -193,6 +201,21 @@ def _target(state: ReleaseState, to: str | None) -> str:
             "to ship another SHA, merge a revert"
         )
     return target
+
+
+def _frozen_at_dispatch(ctx: Context, repo: Repo, live: Dispatch) -> Decision | None:
+    """The operators' freezes, read again right before the dispatch (as for every SHA,
+    `verification.frozen_at_dispatch`): a freeze set since the decision holds the rollback.
+    Its intent is dropped and no hold is recorded: a held rollback is asked for again."""
+    with wave() as w:
+        everywhere = w.read(ctx.ledger.read_global_freeze)
+        state = w.read(ctx.ledger.read_state, repo.id, repo.full_name)
+    freeze = emergency_freeze(state.result(), everywhere.result(), ctx.clock())
+    if freeze is None:
+        return None
+    _drop(ctx, repo, live)
+    log.info("rollback frozen at dispatch", extra={"repo": repo.full_name, "sha": live.sha})
+    return Decision(Outcome.HOLD, Reason.FREEZE_WINDOW, None, freeze.reason, freeze.until)
 
 
 def _standing(

@@ -317,6 +317,7 @@ def test_approve_of_a_sha_not_on_the_default_branch_exits_1(gov: Governed, cli: 
     assert out["result"] == "ignored" and out["outcome"] is None
     assert "is not on refs/heads/main" in out["detail"]
     assert dispatch_calls(gov) == [] and gov.our_statuses(sha) == []
+    assert gov.state().approvals_for(sha) == (), "nothing recorded for a SHA that cannot ship"
     # As text, the installed command says so too.
     env = subprocess_env(gov.fake, gov.store_url)
     done = subprocess.run(

@@ -115,6 +115,9 @@ def by_operator(
     """`governor approve`: an operator's approval of `sha`, recorded with who and why, then
     the SHA evaluated again. Whoever can write the store and use the App's credentials
     is trusted as an operator: no pull request, label or permission is asked for."""
+    reachable = repo.api.compare(repo.default_ref, sha)
+    if not reachable.head_is_ancestor:  # nothing recorded for a SHA that cannot ship
+        return Ignored(f"{sha} is not on {repo.default_ref} ({reachable.status})")
     now = ctx.clock()
     approval = Approval(sha=sha, by=by, at=now, via="cli", reason=why, identity=identity)
     after = ctx.ledger.transition(repo.id, repo.full_name, _recorded(approval, now))

@@ -421,3 +421,10 @@ def test_a_store_failure_is_a_503_without_details(stored: Path) -> None:
 def test_an_unreadable_record_is_a_503_not_a_500(stored: Path) -> None:
     update(open_store(stored.as_uri()), decision_key(REPO_ID, SHA), lambda _old: b"{not json")
     assert ask(stored, query()).status == 503
+
+
+def test_every_reason_code_has_a_title_in_words() -> None:
+    from governor.decision import Reason
+
+    missing = [reason.value for reason in Reason if not view.TITLES.get(reason)]
+    assert missing == [], f"reasons without a title on the decision page: {missing}"

@@ -52,6 +52,8 @@ TITLES: Final[dict[Reason, str]] = {
     Reason.RISK_UNKNOWN: "The changed files could not all be seen",
     Reason.GOVERNOR_ERROR: "The governor failed while evaluating (fail-closed)",
     Reason.NOT_GOVERNOR_RUN: "The run is not a deploy the governor started",
+    Reason.DEPLOY_CANCELLED: "Its deploy run was cancelled",
+    Reason.ROLLBACK: "An operator rolled production back to this SHA",
 }
 RESUMES_BY_ITSELF: Final = frozenset({Reason.FREEZE_WINDOW, Reason.COOLDOWN, Reason.RATE_LIMIT})
 INPUT_LABELS: Final = {

@@ -30,6 +30,7 @@ from typing import Any, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
+from governor.replay import FileChange, Replay
 from governor.state import EmergencyFreeze, ReleaseState, new_state
 from governor.store import LastRead, ObjectStore, PreconditionFailed, update
 from governor.store.envelope import new_token
@@ -164,6 +165,10 @@ class Evaluation(_Doc):
     detail: str
     until: datetime | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
+    replay: Replay | None = None
+    """What the rules decided on, to decide it again (`governor simulate`); None in
+    evaluations the gate's rules did not make (restored from a dispatch intent, a
+    rollback) and in those recorded before replay data was kept."""
 
     def decides_as(self, other: Evaluation) -> bool:
         """Same outcome, reason, risk, detail and end: nothing new to record or tell."""
@@ -186,21 +191,46 @@ class DecisionRecord(_Doc):
     total_evaluations: int = 0
     claims: dict[str, ClaimEntry] = Field(default_factory=dict)
     """Claims of the verification deliveries about this SHA (kept 4 days)."""
+    policies: dict[str, str] = Field(default_factory=dict)
+    """The policy texts the evaluations' replays name, by digest: each kept once."""
+    changes: dict[str, tuple[FileChange, ...]] = Field(default_factory=dict)
+    """The lists of changed files the evaluations' replays name, by digest."""
 
     @property
     def latest(self) -> Evaluation | None:
         return self.evaluations[-1] if self.evaluations else None
 
+    def replay_of(self, evaluation: Evaluation) -> Replay | None:
+        """The evaluation's replay with its policy texts and changed files (None: it has
+        none)."""
+        replay = evaluation.replay
+        return None if replay is None else replay.with_contents(self.policies, self.changes)
+
 
 def _append(record: DecisionRecord, evaluation: Evaluation) -> DecisionRecord:
-    """`record` with `evaluation` kept; unchanged if it decided what the latest did."""
+    """`record` with `evaluation` kept; unchanged if it decided what the latest did. The
+    policy texts and changed files of its replay move to the record, each kept once."""
     if record.latest is not None and record.latest.decides_as(evaluation):
         return record
+    policies, changes = dict(record.policies), dict(record.changes)
+    replay = evaluation.replay
+    if replay is not None:
+        policies.update(replay.policies)
+        changes.update(replay.changes)
+        evaluation = evaluation.model_copy(update={"replay": replay.bare()})
     kept = (*record.evaluations, evaluation)
     if len(kept) > MAX_EVALUATIONS_KEPT:
         kept = (kept[0], *kept[-(MAX_EVALUATIONS_KEPT - 1) :])
+    replays = [e.replay for e in kept if e.replay is not None]
+    named_policies = {d for r in replays for d in r.policy_digests()}
+    named_changes = {d for r in replays for d in r.change_digests()}
     return record.model_copy(
-        update={"evaluations": kept, "total_evaluations": record.total_evaluations + 1}
+        update={
+            "evaluations": kept,
+            "total_evaluations": record.total_evaluations + 1,
+            "policies": {d: t for d, t in policies.items() if d in named_policies},
+            "changes": {d: f for d, f in changes.items() if d in named_changes},
+        }
     )
 
 

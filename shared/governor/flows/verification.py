@@ -41,6 +41,7 @@ from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
 from governor.github.client import GitHubError, RateLimited
 from governor.ledger import Evaluation
 from governor.policy import POLICY_PATH, DegradedPolicy, Mode, Policy, parse_policy
+from governor.replay import Override, Replay, capture, judged_of
 from governor.risk import Comparison
 from governor.state import Dispatch, EmergencyFreeze, ReleaseState
 from governor.store import WriteContention
@@ -124,7 +125,8 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
         if not reachable.head_is_ancestor:
             return Ignored(f"{sha} is not on {repo.default_ref} ({reachable.status})")
         facts = reads.facts(ctx, repo, sha, trusted)
-        committed = _plan_on_fresh_state(ctx, repo, facts, mode, stale_intent=stale_intent)
+        texts = reads.policy_texts(trusted)
+        committed = _plan_on_fresh_state(ctx, repo, facts, texts, mode, stale_intent=stale_intent)
         if committed is None:
             return _hold_after_churn(ctx, repo, sha, trusted, mode)
         return _act(
@@ -195,6 +197,14 @@ class Reads:
         at_production = self.at_production.result() if self.at_production else None
         return choose_trusted(repo, self.production_sha, at_production, self.on_default.result())
 
+    def policy_texts(self, trusted: Trusted) -> PolicyTexts:
+        """The texts `trusted` and the SHA's own policy were parsed from (for the replay)."""
+        at_production = self.production_sha is not None and (
+            trusted.source == f"production {self.production_sha}"
+        )
+        chosen = self.at_production if at_production else self.on_default
+        return PolicyTexts(chosen.result() if chosen else None, self.own.result())
+
     def facts(self, ctx: Context, repo: Repo, sha: str, trusted: Trusted) -> Facts:
         own = parse_policy(self.own.result())
         labels = {
@@ -245,40 +255,73 @@ def read_wave(ctx: Context, repo: Repo, sha: str, state: ReleaseState) -> Reads:
 # -- plan --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class PolicyTexts:
+    """The policy files as read: the trusted one (None: no file) and the SHA's own."""
+
+    trusted: str | None
+    own: str | None
+
+
 @dataclass(slots=True)
 class _Committed:
     """What the conditional write that commits a decision saw and did."""
 
     facts: Facts
+    texts: PolicyTexts
     intent: str
     verdict: Verdict | None = None
+    judged_on: ReleaseState | None = None
+    """The state `verdict` was judged on, in the attempt of the write that succeeded."""
     state: ReleaseState | None = None
     kind: Kind = Kind.DECIDED
     run_id: int | None = None
 
 
 def _plan_on_fresh_state(
-    ctx: Context, repo: Repo, facts: Facts, mode: Mode, *, stale_intent: str | None
+    ctx: Context,
+    repo: Repo,
+    facts: Facts,
+    texts: PolicyTexts,
+    mode: Mode,
+    *,
+    stale_intent: str | None,
 ) -> _Committed | None:
     """Commit the decision; if the state moved on in a way the facts do not cover (another
     instance, another SHA), gather once more on it. None if it moved on twice."""
     intent = new_token()
     try:
-        return _commit(ctx, repo, facts, mode, intent=intent, stale_intent=stale_intent)
+        return _commit(ctx, repo, facts, texts, mode, intent=intent, stale_intent=stale_intent)
     except StaleFacts as stale:
         fresh = ctx.ledger.read_state(repo.id, repo.full_name)
         reads = read_wave(ctx, repo, facts.sha, fresh)
         trusted = reads.trusted(repo)
         try:
             fresh_facts = reads.facts(ctx, repo, facts.sha, trusted)
-            return _commit(ctx, repo, fresh_facts, mode, intent=intent, stale_intent=stale_intent)
+            fresh_texts = reads.policy_texts(trusted)
+            return _commit(
+                ctx,
+                repo,
+                fresh_facts,
+                fresh_texts,
+                mode,
+                intent=intent,
+                stale_intent=stale_intent,
+            )
         except StaleFacts as again:
             log.warning("state changed twice while deciding: %s; %s", stale, again)
             return None
 
 
 def _commit(
-    ctx: Context, repo: Repo, facts: Facts, mode: Mode, *, intent: str, stale_intent: str | None
+    ctx: Context,
+    repo: Repo,
+    facts: Facts,
+    texts: PolicyTexts,
+    mode: Mode,
+    *,
+    intent: str,
+    stale_intent: str | None,
 ) -> _Committed:
     """Decide again on the state being replaced, and write the decision in the same CAS.
 
@@ -286,10 +329,11 @@ def _commit(
     as if it had never been written, and replaced (or dropped) in the same write.
     """
     sha, now, policy = facts.sha, facts.now, facts.trusted
-    committed = _Committed(facts, intent)
+    committed = _Committed(facts, texts, intent)
 
     def decide_on(state: ReleaseState) -> ReleaseState:
-        committed.verdict, committed.kind, committed.run_id = None, Kind.DECIDED, None
+        committed.verdict, committed.judged_on = None, None
+        committed.kind, committed.run_id = Kind.DECIDED, None
         if state.production_sha == sha:
             committed.kind = Kind.IN_PRODUCTION
             return state
@@ -300,7 +344,7 @@ def _commit(
             committed.kind, committed.run_id = Kind.ALREADY_DISPATCHED, live.run_id
             return state
         verdict = judge(facts, state)
-        committed.verdict = verdict
+        committed.verdict, committed.judged_on = verdict, state
         decision = verdict.decision
         if decision.allowed and mode is Mode.ENFORCE:
             assert isinstance(policy, Policy) and policy.deploy_workflow is not None
@@ -350,6 +394,7 @@ def _act(
         return Ignored(decision.detail)
     policy = facts.trusted
     kind, sent = Kind.DECIDED, None
+    override: Override | None = None
     if decision.allowed and mode is Mode.ENFORCE:
         assert committed.state is not None
         live = committed.state.dispatch_for(sha)
@@ -364,6 +409,7 @@ def _act(
         crashpoints.reached("verification.intent")
         frozen = frozen_at_dispatch(ctx, repo, live, decision)
         if frozen is not None:
+            override = Override(at_dispatch="frozen", judged=judged_of(decision))
             decision = frozen
         else:
             try:
@@ -371,6 +417,7 @@ def _act(
             except GitHubError as exc:
                 if not dispatch.refused(exc):
                     raise  # unknown outcome or transient: the intent stands, recovery decides
+                override = Override(at_dispatch="refused", judged=judged_of(decision))
                 decision = _refused(ctx, repo, live, decision, exc)
             else:
                 kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
@@ -384,6 +431,7 @@ def _act(
         detail=decision.detail,
         until=decision.until,
         inputs=verdict.summary(facts),
+        replay=_replay(committed, override),
     )
     if sent is None and trigger == RECONCILE and _decided_so_before(ctx, repo, sha, evaluation):
         # A hold re-checked on schedule that still holds: its status and record stand.
@@ -409,6 +457,18 @@ def _act(
         decision.reason.value,
         dispatch=sent,
         record=None if record else evaluation,
+    )
+
+
+def _replay(committed: _Committed, override: Override | None) -> Replay:
+    """What the rules decided on, from the write that committed the decision."""
+    assert committed.judged_on is not None  # judged: the verdict came with its state
+    return capture(
+        committed.facts,
+        trusted_text=committed.texts.trusted,
+        own_text=committed.texts.own,
+        state=committed.judged_on,
+        override=override,
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from governor.store import ObjectStore, open_store
 
-from tests.support import emulators
+from tests.support import emulators, replay_check
 from tests.support.e2e import APP_ID, function_env, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.functions_server import serve_function
@@ -70,6 +70,31 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def store(store_url: str) -> ObjectStore:
     return open_store(store_url)
+
+
+# -- every stored evaluation decided again ------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _replay_tally() -> Iterator[None]:
+    """At the end: the session replayed enough evaluations for the check to mean something."""
+    yield
+    replay_check.check_tally()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if replay_check.TALLY.tests:
+        terminalreporter.write_line(replay_check.TALLY.line())
+
+
+@pytest.fixture(autouse=True)
+def _replay_stored_evaluations(_replay_tally: None) -> Iterator[None]:
+    """After each test that made governed repositories (`new_repo`): every evaluation in
+    their decision records is decided again and must reproduce exactly
+    (tests/support/replay_check.py)."""
+    replay_check.begin()
+    yield
+    replay_check.check()
 
 
 # -- end to end: the fake GitHub and the webhook function on loopback ----------------------

@@ -122,6 +122,25 @@ def _parser() -> argparse.ArgumentParser:
         help="a policy file (the trusted one) to name the pattern that classed each path",
     )
 
+    simulate = command(
+        "simulate",
+        "decide a SHA again from its stored inputs (or, with --live, from GitHub now)",
+        "Decide every stored evaluation of SHA again with the rules, on the inputs the "
+        "record kept (both policies, the facts from GitHub, the release state it was decided "
+        "on) and show whether it gives the stored outcome. Reads the store only. Exit 0: "
+        "every evaluation with stored inputs reproduced; 1: a mismatch under the same rules "
+        "version (a bug), or no record; 5: a mismatch where the rules version changed. "
+        "--live (needs the App's GOVERNOR_* settings): gather the facts from GitHub now and "
+        "show what the governor would do, without doing it (nothing written or posted).",
+    )
+    simulate.add_argument("repo", help="owner/name or numeric id")
+    simulate.add_argument("sha", help="full SHA or a unique prefix (at least 4 hex digits)")
+    simulate.add_argument(
+        "--live",
+        action="store_true",
+        help="fresh facts from GitHub through the App: what would happen now",
+    )
+
     policy = commands.add_parser("policy", help="policy files", parents=[common])
     policy_commands = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     check = policy_commands.add_parser(
@@ -328,6 +347,26 @@ def _explain_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate_command(args: argparse.Namespace) -> int:
+    from governor.commands import repos, simulate
+
+    if args.live:
+        from governor.wiring import Governor
+
+        settings = load_settings()
+        if args.store:
+            settings = settings.model_copy(update={"store_url": args.store})
+        now = simulate.live(Governor(settings), args.repo, args.sha)
+        _emit(args, now, simulate.render_live)
+        return 0
+    store = _open(args)
+    state = repos.resolve_state(store, args.repo)
+    sha = repos.resolve_sha(store, state, args.sha)
+    result = simulate.simulate(store, state, sha)
+    _emit(args, result, simulate.render_simulation)
+    return result.exit_code
+
+
 def _policy_command(args: argparse.Namespace) -> int:
     from governor.commands import policy_check, render
 
@@ -431,6 +470,7 @@ _COMMANDS: Final[dict[str, Callable[[argparse.Namespace], int]]] = {
     "reconcile": _reconcile_command,
     "status": _status_command,
     "explain": _explain_command,
+    "simulate": _simulate_command,
     "policy": _policy_command,
     "replay": _replay_command,
 }

@@ -11,6 +11,7 @@ import uuid
 from tests.support.fake_github import FakeGitHub
 from tests.support.governed import BASE_POLICY, DEPLOY_FILE, VERIFY_FILE, Governed
 from tests.support.keys import rsa_key_pair
+from tests.support.replay_check import register
 
 APP_ID = "424242"
 SECRET = "e2e-" + uuid.uuid4().hex
@@ -37,6 +38,7 @@ def new_repo(fake: FakeGitHub, store_url: str, webhook_url: str) -> Governed:
     repo.add_workflow(
         DEPLOY_FILE, name="Deploy", workflow_id=repo_id * 10 + 2, run_name_template="Deploy {sha}"
     )
+    register(store_url, repo_id)  # its stored evaluations are replayed after the test
     return Governed(fake, repo, store_url, webhook_url, SECRET)
 
 

@@ -19,6 +19,9 @@ EXIT_HELD: Final = 3
 `policy check --repo` for a file that relaxes the trusted policy."""
 EXIT_POLICY_INVALID: Final = 4
 """`policy check`: the file cannot be used (the governor would hold `policy_invalid`)."""
+EXIT_RULES_CHANGED: Final = 5
+"""`simulate`: a stored evaluation is decided differently now, and it was decided under
+another rules version (`decision.RULES_VERSION`): the rules changed, not a fault."""
 EXIT_TEMPFAIL: Final = 75
 """Another governor write is in progress: retry (EX_TEMPFAIL)."""
 

@@ -991,13 +991,6 @@ def test_a_freeze_set_right_after_a_rollback_s_intent_holds_it_and_leaves_nothin
     assert a not in state.holds, state.holds
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verification._act posts a HOLD's status without looking again: a hold status "
-    "posted after an approval dispatched the SHA is left as its last status (failure on a "
-    "SHA being deployed). Fix in flows/verification.py: after posting a HOLD status, read "
-    "the state; if the SHA has a live dispatch now, post its dispatched status again.",
-)
 def test_a_hold_status_posted_late_does_not_outlast_an_operator_s_approval_that_dispatched(
     world: World,
 ) -> None:

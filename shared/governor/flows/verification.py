@@ -437,6 +437,8 @@ def _act(
         # A hold re-checked on schedule that still holds: its status and record stand.
         return Evaluated(Kind.UNCHANGED, sha, decision.outcome, decision.reason.value)
     post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
+    if decision.outcome is Outcome.HOLD:
+        _dispatched_since(ctx, repo, sha)
     crashpoints.reached("verification.status")
     if record:
         ctx.ledger.record_evaluation(repo.id, repo.full_name, sha, evaluation)
@@ -553,6 +555,16 @@ def restore_dispatched(
         detail=live.detail or "dispatched before its evaluation could be recorded",
         inputs={"restored": True, "intent_at": live.at.isoformat(), "run_id": run_id},
     )
+
+
+def _dispatched_since(ctx: Context, repo: Repo, sha: str) -> None:
+    """After a HOLD's status: if the SHA was dispatched since the hold was written (an
+    approval evaluated it meanwhile), say so again, so the hold is not the last word. The
+    dispatch's own status was posted after its intent was written, so it is either later
+    than the hold's status or seen here."""
+    live = ctx.ledger.read_state(repo.id, repo.full_name).dispatch_for(sha)
+    if live is not None:
+        post_dispatched_status(ctx, repo, live, live.run_id)
 
 
 def _decided_so_before(ctx: Context, repo: Repo, sha: str, evaluation: Evaluation) -> bool:

@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 EXIT_NOT_FOUND: Final = EXIT_ERROR
 EXIT_CODES: Final = (
     "Exit status: 0 ok; 1 error or not found; 2 usage or configuration; 3 held / not "
-    "allowed; 4 invalid policy file; 75 another governor write is in progress: retry. "
+    "allowed; 4 invalid policy file; 5 simulate: decided differently under other rules; "
+    "75 another governor write is in progress: retry. "
     "docs/cli.md has each command's exit codes and JSON fields."
 )
 

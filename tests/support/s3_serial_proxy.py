@@ -11,12 +11,15 @@ emulator, not in the governor, but it makes concurrency tests against moto fail 
 worse, pass by luck) for reasons real S3 does not have.
 
 What it does: every request is forwarded to moto verbatim (method, path and query,
-headers, body) and moto's answer is sent back verbatim. PUT requests that carry
-`If-Match` or `If-None-Match` are forwarded while holding one process-wide lock, so
-moto's check-then-write runs for one of them at a time: check and write become one
-atomic step, as on real S3. Nothing else is serialised (reads, unconditional writes,
-deletes and listings pass through concurrently), so the proxy adds no ordering that
-real S3 would not give.
+headers, body) and moto's answer is sent back verbatim. Requests that change objects
+(PUT, POST, DELETE) are forwarded one at a time, holding a process-wide lock
+exclusively, so moto's check-then-write of a conditional PUT runs for one of them at a
+time: check and write become one atomic step, as on real S3. Reads (GET, HEAD) hold the
+same lock shared: they run concurrently with each other but never in the middle of a
+write, because moto stores an object's checksum and its bytes in separate steps too,
+and a read between them answers a body that fails its own checksum (seen under load:
+`FlexibleChecksumError ... calculated checksum: AAAAAA==`). Real S3 never shows a
+half-written object, so this adds no ordering real S3 would not give.
 
 `tests/test_gate_invariants.py::test_conditional_puts_through_the_proxy_never_lose_an_update`
 shows it is needed (through moto alone, concurrent conditional increments lose updates)
@@ -59,6 +62,45 @@ CONDITIONAL: Final = ("if-match", "if-none-match")
 UPSTREAM_TIMEOUT_S: Final = 60.0
 
 
+class _ReadWriteLock:
+    """Shared for readers, exclusive for writers; a waiting writer goes before new readers
+    (otherwise a steady stream of reads could keep a write out for good)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        with self._changed:
+            while self._writing or self._writers_waiting:
+                self._changed.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._readers -= 1
+                self._changed.notify_all()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._changed:
+            self._writers_waiting += 1
+            while self._writing or self._readers:
+                self._changed.wait()
+            self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+
+
 class SerialProxy:
     """The proxy server; start it with `serial_proxy()`."""
 
@@ -68,7 +110,7 @@ class SerialProxy:
             raise ValueError(f"upstream must be http://host:port, got {upstream_url!r}")
         self.upstream_host: str = upstream.hostname
         self.upstream_port: int = upstream.port
-        self.write_lock = threading.Lock()
+        self.objects = _ReadWriteLock()
         self._count_lock = threading.Lock()
         self.conditional_puts = 0
         self.requests = 0
@@ -143,10 +185,8 @@ def _handler_for(proxy: SerialProxy) -> type[BaseHTTPRequestHandler]:
                 self.headers.get(name) is not None for name in CONDITIONAL
             )
             proxy.count(conditional_put=conditional)
-            if conditional:
-                with proxy.write_lock:  # moto's check-then-write, made one step
-                    answer = proxy.forward(self.command, self.path, headers, body)
-            else:
+            reads = self.command in ("GET", "HEAD")
+            with proxy.objects.reading() if reads else proxy.objects.writing():
                 answer = proxy.forward(self.command, self.path, headers, body)
             status, reason, response_headers, data = answer
             if proxy.take_loss(self.command, self.path):

@@ -130,9 +130,12 @@ class ApprovalPolicy(_Strict):
     allow_author: bool = False
 
 
+DEFAULT_DEGRADED_LABEL: Final = "production-degraded"
+
+
 class DegradedPolicy(_Strict):
     issue_label: str | None = Field(
-        default="production-degraded",
+        default=DEFAULT_DEGRADED_LABEL,
         min_length=1,
         description="Production counts as degraded while an open issue has this label.",
     )
@@ -242,10 +245,11 @@ class Policy(_Strict):
     medium_risk_paths: PathPatterns = DEFAULT_MEDIUM_RISK_PATHS
     cooldown_minutes: int = Field(default=30, ge=0, le=7 * 24 * 60)
     max_deploys_per_hour: int = Field(default=6, ge=1, le=1000)
-    approval: ApprovalPolicy = ApprovalPolicy()
+    # Factories, not instances: an instance here would build these models at import.
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     require_approval_for_first_deploy: bool = False
-    degraded: DegradedPolicy = DegradedPolicy()
-    freeze: FreezePolicy = FreezePolicy()
+    degraded: DegradedPolicy = Field(default_factory=DegradedPolicy)
+    freeze: FreezePolicy = Field(default_factory=FreezePolicy)
     mode: Mode | None = None
 
     @field_validator("deploy_workflow")

@@ -20,13 +20,6 @@ from governor.events import (
     identity,
 )
 from governor.events import Ignored as IgnoredEvent
-from governor.flows import (
-    approval,
-    deploy_outcome,
-    policy_review,
-    protection_rule,
-    verification,
-)
 from governor.flows.context import Context, Repo, claimed
 from governor.flows.results import FlowResult, Ignored
 from governor.ledger import ClaimSite
@@ -46,19 +39,31 @@ def handle(ctx: Context, delivery: Delivery) -> FlowResult:
 def route(ctx: Context, event: Event, guid: str) -> FlowResult:
     """The flow of an event. Verification and deploy outcomes claim where their work is
     recorded (after a check of the payload, so what is not theirs writes nothing); the
-    others claim the delivery's own record."""
+    others claim the delivery's own record.
+
+    A flow's module is imported with the first event that needs it: an instance loads
+    only the flows it serves (one whose deliveries are deploy outcomes and pull requests
+    never loads the verification flow and the rules behind it)."""
     repo = repo_of(ctx, event)
     if isinstance(event, WorkflowRunCompleted):
         if event.workflow_run.event == "workflow_dispatch":
+            from governor.flows import deploy_outcome
+
             return deploy_outcome.on_deploy_completed(ctx, repo, event, guid)
+        from governor.flows import verification
+
         return verification.on_verification(ctx, repo, event, guid)
     site = site_of(ctx, event)
     if isinstance(event, PullRequestLabeled):
+        from governor.flows import approval
+
         labeled = event
         return claimed(
             ctx, site, "pull_request", guid, lambda _c: approval.on_label(ctx, repo, labeled, guid)
         )
     if isinstance(event, PullRequestChanged):
+        from governor.flows import policy_review
+
         changed = event
         return claimed(
             ctx,
@@ -68,6 +73,8 @@ def route(ctx: Context, event: Event, guid: str) -> FlowResult:
             lambda _c: policy_review.on_pull_request(ctx, repo, changed),
         )
     if isinstance(event, IssueCommentCreated):
+        from governor.flows import approval
+
         comment = event
         return claimed(
             ctx,
@@ -76,6 +83,8 @@ def route(ctx: Context, event: Event, guid: str) -> FlowResult:
             guid,
             lambda _c: approval.on_comment(ctx, repo, comment, guid),
         )
+    from governor.flows import protection_rule
+
     request = event
     return claimed(
         ctx,

@@ -40,7 +40,7 @@ from governor.flows.results import Duplicate, Evaluated, Ignored, InProgress, Ki
 from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
 from governor.github.client import GitHubError, RateLimited
 from governor.ledger import Evaluation
-from governor.policy import POLICY_PATH, DegradedPolicy, Mode, Policy, parse_policy
+from governor.policy import DEFAULT_DEGRADED_LABEL, POLICY_PATH, Mode, Policy, parse_policy
 from governor.replay import Override, Replay, capture, judged_of
 from governor.risk import Comparison
 from governor.state import Dispatch, EmergencyFreeze, ReleaseState
@@ -51,8 +51,6 @@ log = logging.getLogger("governor.flows.verification")
 
 RECONCILE: Final = "reconcile"
 """The trigger of evaluations the scheduled reconcile makes."""
-DEFAULT_DEGRADED_LABEL: Final = DegradedPolicy().issue_label
-"""Read in the first wave on speculation: most policies keep the default label."""
 
 
 def on_verification(
@@ -245,10 +243,10 @@ def read_wave(ctx: Context, repo: Repo, sha: str, state: ReleaseState) -> Reads:
             own_change=w.read(api.commit_change, sha) if production is None else None,
             global_freeze=w.read(ctx.ledger.read_global_freeze),
         )
-        if DEFAULT_DEGRADED_LABEL is not None:
-            reads.degraded[DEFAULT_DEGRADED_LABEL] = w.read(
-                api.open_issues_with_label, DEFAULT_DEGRADED_LABEL
-            )
+        # Read on speculation: most policies keep the default label.
+        reads.degraded[DEFAULT_DEGRADED_LABEL] = w.read(
+            api.open_issues_with_label, DEFAULT_DEGRADED_LABEL
+        )
     return reads
 
 

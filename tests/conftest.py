@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -83,7 +83,7 @@ def _replay_tally() -> Iterator[None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if replay_check.TALLY.tests:
+    if replay_check.TALLY.tests or replay_check.TALLY.fixtures:
         terminalreporter.write_line(replay_check.TALLY.line())
 
 
@@ -92,9 +92,26 @@ def _replay_stored_evaluations(_replay_tally: None) -> Iterator[None]:
     """After each test that made governed repositories (`new_repo`): every evaluation in
     their decision records is decided again and must reproduce exactly
     (tests/support/replay_check.py)."""
-    replay_check.begin()
     yield
     replay_check.check()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[object], request: pytest.FixtureRequest
+) -> Generator[None, object, object]:
+    """A fixture that outlives a test (module, session, ...) owns the governed
+    repositories made while it is set up: they are replayed when it is torn down, after
+    every test that used them (before its own teardown, so its servers and store are
+    still there), not after the test that happened to set it up."""
+    if fixturedef.scope == "function":
+        return (yield)
+    with replay_check.made_by_fixture() as made:
+        value = yield
+    if made:
+        name = f"{fixturedef.scope}-scoped {fixturedef.argname}"
+        fixturedef.addfinalizer(lambda: replay_check.check_fixture(made, name))
+    return value
 
 
 # -- end to end: the fake GitHub and the webhook function on loopback ----------------------

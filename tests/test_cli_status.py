@@ -256,7 +256,7 @@ def test_hostile_paths_and_reasons_reach_the_terminal_without_control_characters
 
     for text in (status_text, explain_text):
         assert "\x1b" not in text and "\x07" not in text
-    assert "  HIGH    infra/?[31mred?evil.tf" in explain_text.splitlines()
+    assert "  HIGH    infra/?[31mred?evil.tf  matched *.tf" in explain_text.splitlines()
     assert "emergency freeze (in force) by mallory?[8m since " in status_text
     assert "incident ?]0;pwned? ?[2J?second line" in status_text
     # JSON keeps the strings exactly (json escapes control characters itself).
@@ -293,17 +293,20 @@ def test_explain_shows_evaluations_inputs_paths_rule_and_unblock(
     assert explained["decided_by"] == "trusted"
     assert explained["trusted_policy"] == f"production {production}"
     assert explained["production_sha"] == production
+    # The patterns of the trusted policy the record keeps (the defaults): the last
+    # matching one decides.
     assert explained["paths"] == [
-        {"path": "infra/main.tf", "risk": "HIGH", "pattern": None},
-        {"path": "package.json", "risk": "MEDIUM", "pattern": None},
+        {"path": "infra/main.tf", "risk": "HIGH", "pattern": "*.tf"},
+        {"path": "package.json", "risk": "MEDIUM", "pattern": "package.json"},
     ]
+    assert explained["patterns_policy"] == "trusted"
     assert explained["current"]["state"] == "held"
     assert explained["total_evaluations"] == 1
     [evaluation] = explained["evaluations"]
     assert evaluation["inputs"] == latest.inputs
     assert evaluation["trigger"] == latest.trigger and evaluation["delivery"] == latest.delivery
 
-    # With the policy file that decided: the pattern behind each path.
+    # A --policy file takes precedence over the stored text.
     policy = tmp_path / "policy.yml"
     policy.write_text(
         BASE_POLICY + "high_risk_paths: ['*.tf', 'infra/**']\nmedium_risk_paths: []\n"

@@ -1,6 +1,7 @@
 """The decision page in a real browser: headless Chromium (Debian's package) loads the pages
 the webhook linked from its statuses: HOLD, ALLOW, a tampered and an expired link, and the
-hostile strings the repository carries (paths, a PR title, the approver's login).
+hostile strings the repository carries (paths, a PR title, the approver's login). The PR
+title is linked to its pull request and reads as the text it is.
 
 "No script ran" is checked three ways: the marker the payloads set (`window.__pwned`) is
 never set, no dialog opens, and the page has no script or img element at all. A control
@@ -18,6 +19,7 @@ from tests.support.browser import chromium
 from tests.support.decision_pages import (
     APPROVER,
     HELD_PATHS,
+    PR_TITLE,
     Decided,
     PageSite,
     decide,
@@ -104,9 +106,16 @@ def assert_nothing_ran(tab: Watched) -> None:
 
 def test_the_marker_check_can_fail(tab: Watched) -> None:
     """Control: the payloads do run in this browser when a page does not escape them."""
-    tab.page.set_content(f"<p>{HELD_PATHS[0]}</p><p>{APPROVER}</p>")
+    tab.page.set_content(f"<p>{HELD_PATHS[0]}</p><p>{APPROVER}</p><p>{PR_TITLE}</p>")
     tab.page.wait_for_function("window.__pwned !== undefined")
-    assert tab.pwned() in (1, 6)
+    assert tab.pwned() in (1, 4, 5, 6)
+
+
+def test_the_pull_request_title_alone_would_run_unescaped(tab: Watched) -> None:
+    """Control for the title: on its own, unescaped, it does run."""
+    tab.page.set_content(f"<p>{PR_TITLE}</p>")
+    tab.page.wait_for_function("window.__pwned !== undefined")
+    assert tab.pwned() in (4, 5)
 
 
 def test_a_held_page_reads_held_and_shows_the_hostile_paths_as_text(
@@ -163,6 +172,21 @@ def test_the_content_security_policy_blocks_a_script_that_got_in_anyway(
     tab.page.wait_for_function("window.__violations.length > 0")
     assert tab.pwned() is None
     assert tab.page.evaluate("window.__violations")[0].startswith("script-src")
+
+
+def test_the_pull_request_is_linked_with_its_hostile_title_shown_as_text(
+    tab: Watched, decided: Decided
+) -> None:
+    assert tab.open(decided.approved_link) == 200
+
+    pulls = tab.page.eval_on_selector_all(
+        "#links a[href*='/pull/']", "els => els.map(e => [e.href, e.innerText])"
+    )
+    base = f"{decided.gov.fake.url}/{decided.gov.repo.full_name}"
+    assert pulls == [[f"{base}/pull/7", f"Pull request #7: {PR_TITLE}"]], pulls
+    assert PR_TITLE in tab.text("#links")
+    assert tab.page.evaluate("typeof window.__pwned") == "undefined"
+    assert_nothing_ran(tab)
 
 
 @pytest.mark.parametrize("kind", ["tampered", "expired"])

@@ -4,14 +4,19 @@ repository on the fake GitHub, and the links are the ones it put in the commit s
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from governor.ledger import decision_key
 from governor.page.endpoint import NOT_FOUND, UNAVAILABLE
+from governor.store import ABSENT, open_store
+from markupsafe import escape
 
 from tests.support.decision_pages import (
     APPROVER,
@@ -24,13 +29,33 @@ from tests.support.decision_pages import (
     expired,
     page_site,
     resigned,
+    status_link,
     tampered,
 )
-from tests.support.e2e import function_env
+from tests.support.e2e import deployed_base, function_env, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.functions_server import serve_function
-from tests.support.governed import DEPLOY_FILE
+from tests.support.governed import BASE_POLICY, DEPLOY_FILE, Governed
 
+PATTERN_POLICY = (
+    BASE_POLICY
+    + "approval:\n  mode: comment\n"
+    + "high_risk_paths: ['services/payments/**', '!services/payments/docs/**', '*.sql',"
+    + " 'ops/<i>x</i>/**']\n"
+    + "medium_risk_paths: ['config/*.yaml', 'services/**']\n"
+)
+"""The trusted policy of the patterned repository: its own patterns, one carrying markup."""
+PATTERN_PATHS = {
+    "services/payments/api.py": ("HIGH", "services/payments/**"),
+    "services/payments/schema.sql": ("HIGH", "*.sql"),  # the last matching pattern decides
+    "ops/<i>x</i>/run.sh": ("HIGH", "ops/<i>x</i>/**"),
+    "services/payments/docs/guide.md": ("MEDIUM", "services/**"),  # negated in HIGH
+    "config/app.yaml": ("MEDIUM", "config/*.yaml"),
+}
+NOT_RISKY_HERE = ("infra/main.tf", "README.md")
+"""infra/main.tf is HIGH under the default patterns (the SHA's own policy), LOW here."""
+COMMENT_TITLE = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
+REVIEWER = "reviewer"
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
     "referrer-policy": "no-referrer",
@@ -48,6 +73,36 @@ def site(fake: FakeGitHub, local_store_url: str) -> Iterator[PageSite]:
 @pytest.fixture(scope="module")
 def decided(site: PageSite) -> Decided:
     return decide(site)
+
+
+@dataclass(frozen=True)
+class Patterned:
+    gov: Governed
+    sha: str
+    link: str
+
+
+@pytest.fixture(scope="module")
+def patterned(site: PageSite) -> Patterned:
+    """A SHA held under a trusted policy with its own patterns, then approved by comment
+    on pull request #9 (titled with a script payload)."""
+    gov = new_repo(site.fake, site.store_url, site.webhook_url)
+    deployed_base(gov, PATTERN_POLICY)
+    sha = gov.commit("patterns", [*PATTERN_PATHS, *NOT_RISKY_HERE])  # own policy: defaults
+    answer = gov.send(gov.verified(sha))
+    assert answer.json()["reason"] == "high_risk_no_approval", answer.text
+    gov.repo.add_pull(
+        9, user="author", head_sha="e" * 40, merge_commit_sha=sha, title=COMMENT_TITLE
+    )
+    gov.repo.set_permission(REVIEWER, "maintain")
+    comment = gov.repo.comment_payload(9, "/approve-deploy", REVIEWER)
+    answer = gov.send(comment, "issue_comment")
+    assert answer.json()["evaluations"][sha]["reason"] == "allow_high_approved", answer.text
+    return Patterned(gov, sha, status_link(gov, sha))
+
+
+def risk_section(html: str) -> str:
+    return html[html.index('id="risk"') : html.index('id="production"')]
 
 
 def get(url: str, method: str = "GET") -> httpx.Response:
@@ -121,7 +176,17 @@ def test_the_approved_page_says_going_out_with_its_run_and_history(decided: Deci
     assert "maint&lt;img/src=x/onerror=window.__pwned=6&gt;" in html
     assert APPROVER not in html
     assert "<img" not in html.lower() and "<svg" not in html.lower()
-    assert "pwned=4" not in html and PR_TITLE not in html, "the records keep no PR title"
+    # The pull request it was approved on: linked, its title as text.
+    escaped_title = (
+        "Fix &lt;img src=x onerror=window.__pwned=4&gt; "
+        "&#34;&gt;&lt;script&gt;window.__pwned=5&lt;/script&gt;"
+    )
+    assert (
+        f'<a href="{base}/pull/7" rel="noopener noreferrer">Pull request #7: {escaped_title}</a>'
+        in html
+    )
+    assert PR_TITLE not in html
+    assert "listed on the commit&#39;s page" not in html
 
 
 def test_head_answers_without_a_body_and_other_methods_get_405(decided: Decided) -> None:
@@ -199,3 +264,97 @@ def test_store_and_settings_failures_are_503_without_details(
         response = get(decided.held_link.replace(site.page_url, misconfigured.url))
     assert response.status_code == 503 and response.content == UNAVAILABLE
     assert "GOVERNOR_LINK_SECRET" in misconfigured.log
+
+
+def test_the_page_names_the_pattern_of_the_trusted_policy_behind_each_path(
+    patterned: Patterned,
+) -> None:
+    gov = patterned.gov
+    production = gov.state().production_sha
+    response = get(patterned.link)
+
+    assert response.status_code == 200, response.text
+    html = response.text
+    assert ">GOING OUT<" in html and "allow_high_approved" in html
+    risk = risk_section(html)
+    for path, (level, pattern) in PATTERN_PATHS.items():
+        item = (
+            f'<li><span class="tag {level}">{level}</span> <code>{escape(path)}</code> '
+            f"matches <code>{escape(pattern)}</code></li>"
+        )
+        assert item in risk, (path, risk)
+    assert "ops/&lt;i&gt;x&lt;/i&gt;/**" in risk and "<i>" not in html
+    assert "infra/main.tf" not in risk and "README.md" not in risk
+    assert "pattern not recorded" not in html
+    assert f"Patterns from the trusted policy read at production {production}" in risk
+
+
+def test_the_pull_request_approved_on_by_comment_is_linked_with_its_title_as_text(
+    patterned: Patterned,
+) -> None:
+    html = get(patterned.link).text
+
+    base = f"{patterned.gov.fake.url}/{patterned.gov.repo.full_name}"
+    escaped = (
+        "&lt;script&gt;window.__pwned=1&lt;/script&gt;&lt;img src=x onerror=window.__pwned=2&gt;"
+    )
+    assert (
+        f'<a href="{base}/pull/9" rel="noopener noreferrer">Pull request #9: {escaped}</a>' in html
+    )
+    assert COMMENT_TITLE not in html
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert "via comment at " in html  # the approval itself, under Approvals of this SHA
+
+
+def test_a_record_without_policy_texts_says_the_pattern_is_not_recorded(
+    site: PageSite, patterned: Patterned
+) -> None:
+    """The same evaluations as a record written before they kept their replay data
+    (policy texts, changed files, the state judged on), under another repository id."""
+    store = open_store(site.store_url)
+    stored = store.get(decision_key(patterned.gov.repo.repo_id, patterned.sha))
+    assert stored is not None
+    raw = json.loads(stored.data)
+    del raw["policies"], raw["changes"]
+    for evaluation in raw["evaluations"]:
+        del evaluation["replay"]
+    older_id = patterned.gov.repo.repo_id + 700_000
+    raw["repo_id"] = older_id
+    store.put(
+        decision_key(older_id, patterned.sha),
+        json.dumps(raw).encode(),
+        if_generation_match=ABSENT,
+    )
+
+    response = get(resigned(patterned.link, site.secret, repo=older_id))
+
+    assert response.status_code == 200, response.text
+    risk = risk_section(response.text)
+    for path, (level, _) in PATTERN_PATHS.items():
+        item = (
+            f'<li><span class="tag {level}">{level}</span> <code>{escape(path)}</code> '
+            '<span class="muted">(pattern not recorded)</span></li>'
+        )
+        assert item in risk, (path, risk)
+    assert " matches " not in risk and "Patterns from" not in risk
+    # Its approvals were kept only in the replay data and the state of the repository:
+    # nothing names the pull request, so the page points at the commit's page for it.
+    assert "Pull request: listed on the commit&#39;s page" in response.text
+
+
+def test_the_pull_request_stays_linked_once_the_sha_is_deployed(patterned: Patterned) -> None:
+    """The release state forgets a SHA's approvals when it reaches production; the
+    record's evaluations keep the state they were judged on, approval included."""
+    gov = patterned.gov
+    [run] = gov.repo.dispatched_runs(DEPLOY_FILE)
+    answer = gov.send(gov.repo.complete_run(run["id"], "success"))
+    assert answer.status_code == 202, answer.text
+    assert gov.state().production_sha == patterned.sha
+    assert gov.state().approvals_for(patterned.sha) == ()
+
+    html = get(patterned.link).text
+
+    assert ">DEPLOYED<" in html
+    base = f"{gov.fake.url}/{gov.repo.full_name}"
+    assert f'<a href="{base}/pull/9" rel="noopener noreferrer">Pull request #9: ' in html
+    assert "via comment at " not in html  # no longer in the state's approvals

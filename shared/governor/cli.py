@@ -2,10 +2,14 @@
 
 Argument parsing and dispatch only: each command's logic is in `governor.commands`, which
 returns typed results rendered here as text (every line through `safe_text`) or JSON.
-Exit status (docs/cli.md): 0 done; 1 error or not found (for reconcile: some step
-failed; for replay: the answer was not 2xx); 2 usage or configuration error; 3 held / not
-allowed (`status --sha`, `policy check --repo` relaxing); 4 invalid policy file (`policy
-check`); 75 (EX_TEMPFAIL) another governor write is in progress: retry.
+Exit status (docs/cli.md): 0 done; 1 error or not found (a stored record that cannot be
+read too; for reconcile: some step failed, a write that could not get through included;
+for replay: the answer was not 2xx); 2 usage or configuration error; 3 held / not allowed
+(`status --sha`, `policy check --repo` relaxing, `approve` still held, `rollback` held);
+4 invalid policy file (`policy check`); 5 rules version changed (`simulate`: a stored
+evaluation decided differently under another rules version); 75 (EX_TEMPFAIL) another
+governor write is in progress: retry (`approve`, `rollback`, `freeze`, `degraded`).
+`--json` is accepted before the command and after it, `store ls` and `store cat` included.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
+
+from pydantic import ValidationError
 
 from governor import __version__
 from governor.commands import (
@@ -38,6 +44,7 @@ from governor.store import (
     StoreError,
     WriteContention,
     open_store,
+    validate_key,
 )
 
 if TYPE_CHECKING:
@@ -77,9 +84,22 @@ def _parser() -> argparse.ArgumentParser:
 
     store = commands.add_parser("store", help="read raw objects in the store", parents=[common])
     store_commands = store.add_subparsers(dest="store_command", required=True, metavar="ACTION")
-    ls = store_commands.add_parser("ls", help="list keys under a prefix")
+    ls = store_commands.add_parser(
+        "ls",
+        help="list keys under a prefix",
+        description="List the keys under PREFIX (every key without it). Exit 0.",
+        epilog=EXIT_CODES,
+        parents=[common],
+    )
     ls.add_argument("prefix", nargs="?", default="")
-    cat = store_commands.add_parser("cat", help="print one object and its generation")
+    cat = store_commands.add_parser(
+        "cat",
+        help="print one object and its generation",
+        description="Print the object at KEY (its generation on stderr, or in --json). "
+        "Exit 1 if there is no object there or it cannot be read, 2 for a malformed KEY.",
+        epilog=EXIT_CODES,
+        parents=[common],
+    )
     cat.add_argument("key")
 
     reconcile = command(
@@ -88,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         "Redeliver failed webhook deliveries, finish or tie up deploys, re-check "
         "holds and catch up missed verifications, then print what was done. Needs the App's "
         "settings (GOVERNOR_* variables, as the functions have them). For cron or a systemd "
-        "timer every 5 minutes on self-hosted setups. Exit 1 if anything failed.",
+        "timer every 5 minutes on self-hosted setups. Exit 0 if every step went through; 1 "
+        "if anything failed (a write that could not get through included: the next run "
+        "does it) or REPO is unknown; 2 for a malformed REPO or missing settings.",
     )
     reconcile.add_argument(
         "repo", nargs="?", help="only this repository (owner/name or id): no redelivery"
@@ -189,9 +211,9 @@ def _operator_commands(command: Callable[[str, str, str], argparse.ArgumentParse
         "Record an operator approval of SHA (with --by, --reason and the identity of the "
         "store's credentials where the backend can tell), then evaluate the SHA again and "
         "dispatch it if the gate now allows it. Needs the App's GOVERNOR_* settings. Exit 0 "
-        "if the SHA is now allowed, dispatched or in production; 3 if it is still held (the "
-        "reason is printed); 1 if it was not evaluated (not on the default branch, not "
-        "governed).",
+        "if the SHA is now allowed, dispatched or in production (a SHA in production is not "
+        "approved: nothing is recorded or posted); 3 if it is still held (the reason is "
+        "printed); 1 if it was not evaluated (not on the default branch, not governed).",
     )
     approve.add_argument("repo", help="owner/name or numeric id")
     approve.add_argument("sha", help="full SHA, or a unique prefix the store knows")
@@ -244,8 +266,22 @@ def _open(args: argparse.Namespace) -> ObjectStore:
     url = args.store or os.environ.get("GOVERNOR_STORE_URL")
     if not url:
         raise StoreConfigError("no store: set GOVERNOR_STORE_URL or pass --store URL")
-    timeout = float(os.environ.get("GOVERNOR_WRITE_TIMEOUT_S", DEFAULT_WRITE_TIMEOUT_S))
-    return open_store(url, write_timeout_s=timeout)
+    return open_store(url, write_timeout_s=_write_timeout())
+
+
+def _write_timeout() -> float:
+    text = os.environ.get("GOVERNOR_WRITE_TIMEOUT_S")
+    if text is None:
+        return DEFAULT_WRITE_TIMEOUT_S
+    try:
+        timeout = float(text)
+    except ValueError:
+        timeout = -1.0
+    if not 0 < timeout <= 600:
+        raise StoreConfigError(
+            f"GOVERNOR_WRITE_TIMEOUT_S='{text}' is not a number of seconds over 0, up to 600"
+        )
+    return timeout
 
 
 def _read(path: str) -> bytes:
@@ -265,12 +301,21 @@ def _emit(args: argparse.Namespace, result: Any, text: Callable[[Any], list[str]
 
 
 def _store_command(args: argparse.Namespace) -> int:
+    from governor.commands import repos
+
     store = _open(args)
     if args.store_command == "ls":
         keys = store.list(args.prefix)
         print(json.dumps(keys) if args.json else "\n".join(keys))
         return 0
-    current = store.get(args.key)
+    try:
+        validate_key(args.key)
+    except ValueError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from None
+    try:
+        current = store.get(args.key)
+    except ValueError as exc:  # not a governor object: its header is missing
+        raise repos.unreadable(store, args.key, exc) from None
     if current is None:
         print(f"governor: no object at '{args.key}' in {store.url}", file=sys.stderr)
         return EXIT_NOT_FOUND
@@ -284,21 +329,21 @@ def _store_command(args: argparse.Namespace) -> int:
 
 
 def _reconcile_command(args: argparse.Namespace) -> int:
+    from governor.commands import repos
     from governor.flows import reconcile
-    from governor.wiring import Governor
 
-    settings = load_settings()
-    if args.store:
-        settings = settings.model_copy(update={"store_url": args.store})
-    governor = Governor(settings)
+    if args.repo is not None:
+        repos.parse_repo(args.repo)  # a malformed REPO is a usage error before anything runs
+    governor = _governor(args)
+    settings = governor.settings
     budget = reconcile.Budget(
         seconds=args.budget_s or settings.reconcile_budget_s,
         max_repos=settings.reconcile_max_repos,
         max_redeliveries=settings.reconcile_max_redeliveries,
     )
-    only: int | str | None = args.repo
-    if isinstance(only, str) and only.isdigit():
-        only = int(only)
+    # REPO as every command takes it: owner/name (any case; the name the store last saw
+    # too) or the id; unknown to the App is the error `approve` gives.
+    only = repos.locate(governor, args.repo)[0].id if args.repo is not None else None
     summary = reconcile.run(governor.context, governor.app, budget, only_repo=only).to_json()
     if args.json:
         print(json.dumps(summary, sort_keys=True))
@@ -414,8 +459,13 @@ def _governor(args: argparse.Namespace) -> Governor:
 def _approve_command(args: argparse.Namespace) -> int:
     from governor.commands import operate, render
 
+    def text(result: operate.ApproveResult) -> list[str]:
+        if result.result == "in_production":  # nothing was approved: say so, not "approved"
+            return [f"{result.repo} {result.sha}: {result.detail}; no approval recorded"]
+        return render.approved(result)
+
     result = operate.approve(_governor(args), args.repo, args.sha, by=args.by, why=args.reason)
-    _emit(args, result, render.approved)
+    _emit(args, result, text)
     return result.exit_code
 
 
@@ -481,21 +531,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args)
-    except CommandError as exc:
-        print(f"governor: {safe_text(str(exc))}", file=sys.stderr)
-        return exc.exit_code
-    except WriteContention as exc:
-        print(f"governor: {exc}", file=sys.stderr)
-        return EXIT_TEMPFAIL
-    except ConfigError as exc:
-        print(f"governor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except GitHubError as exc:
-        print(f"governor: GitHub: {safe_text(str(exc))}", file=sys.stderr)
-        return EXIT_ERROR
-    except (StoreError, ValueError) as exc:
-        print(f"governor: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (CommandError, StoreError, ConfigError, GitHubError, ValueError) as exc:
+        message, code = _failure(exc)
+        print(f"governor: {safe_text(message)}", file=sys.stderr)
+        return code
+
+
+def _failure(exc: Exception) -> tuple[str, int]:
+    """What to say and the exit status: 2 only for usage and configuration."""
+    if isinstance(exc, CommandError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, WriteContention):
+        return str(exc), EXIT_TEMPFAIL
+    if isinstance(exc, (ConfigError, StoreConfigError)):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, GitHubError):
+        return f"GitHub: {exc}", EXIT_ERROR
+    if isinstance(exc, ValidationError):  # a record read outside `commands.repos`, which names it
+        from governor.commands import repos
+
+        return (
+            f"a stored record cannot be read ({repos.problem(exc)}): 'governor store ls' "
+            "lists the records and 'governor store cat KEY' shows one; put back a good "
+            "copy of the broken one"
+        ), EXIT_ERROR
+    return str(exc), EXIT_ERROR  # any other store error or bad value: not a usage error
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ class _PullHead(_Payload):
 
 class _PullRequest(_Payload):
     number: int
+    title: str | None = None
     user: _Account
     head: _PullHead
     merge_commit_sha: str | None = None
@@ -152,6 +153,7 @@ class _ChangedPull(_Payload):
 
 class _Issue(_Payload):
     number: int
+    title: str | None = None
     user: _Account
     pull_request: dict[str, Any] | None = None
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
 from governor.replay import FileChange, Replay
-from governor.state import EmergencyFreeze, ReleaseState, new_state
+from governor.state import EmergencyFreeze, Lift, Lifted, ReleaseState, lift_recorded, new_state
 from governor.store import LastRead, ObjectStore, PreconditionFailed, update
 from governor.store.envelope import new_token
 
@@ -146,6 +146,8 @@ class GlobalFreeze(_Doc):
     schema_version: Literal[1] = 1
     freeze: EmergencyFreeze | None = None
     version: int = 0
+    last_lifted: Lifted | None = None
+    """The last freeze of every repository lifted by hand (`freeze --all off`)."""
 
 
 CLAIM_RETENTION: Final = timedelta(days=4)
@@ -471,11 +473,18 @@ class Ledger:
     # the freeze of every repository
 
     def read_global_freeze(self) -> EmergencyFreeze | None:
-        current = self.store.get(GLOBAL_FREEZE_KEY)
-        return None if current is None else GlobalFreeze.model_validate_json(current.data).freeze
+        return self.read_global_record().freeze
 
-    def set_global_freeze(self, freeze: EmergencyFreeze | None) -> EmergencyFreeze | None:
-        """Set (or lift, with None) the freeze of every repository; returns the one before."""
+    def read_global_record(self) -> GlobalFreeze:
+        """`global/freeze.json`: the freeze of every repository and its last lift."""
+        current = self.store.get(GLOBAL_FREEZE_KEY)
+        return GlobalFreeze() if current is None else GlobalFreeze.model_validate_json(current.data)
+
+    def set_global_freeze(
+        self, freeze: EmergencyFreeze | None, *, lift: Lift | None = None
+    ) -> EmergencyFreeze | None:
+        """Set (or lift, with None) the freeze of every repository; returns the one before.
+        Lifting one with `lift` keeps who lifted it, when and why (`last_lifted`)."""
         before: list[EmergencyFreeze | None] = [None]
 
         def apply(old: bytes | None) -> bytes:
@@ -483,8 +492,10 @@ class Ledger:
             before[0] = record.freeze
             if old is not None and record.freeze == freeze:
                 return old
-            changed = record.model_copy(update={"freeze": freeze, "version": record.version + 1})
-            return changed.model_dump_json().encode()
+            update: dict[str, Any] = {"freeze": freeze, "version": record.version + 1}
+            if freeze is None and record.freeze is not None and lift is not None:
+                update["last_lifted"] = Lifted.of(record.freeze, lift)
+            return record.model_copy(update=update).model_dump_json().encode()
 
         update(self.store, GLOBAL_FREEZE_KEY, apply)
         return before[0]
@@ -510,6 +521,28 @@ class Ledger:
         if current is None:  # written before records had their own prefix: still readable
             current = self.store.get(f"repos/{int(repo_id)}/decisions/{sha}.json")
         return None if current is None else DecisionRecord.model_validate_json(current.data)
+
+
+class Lifting(Ledger):
+    """The ledger of an operator lifting a freeze or a declared degradation (`governor
+    freeze ... off`, `governor degraded ... off`): whatever its writes lift (a
+    repository's freeze or degradation, in a transition; the freeze of every repository,
+    in `set_global_freeze(None)`) keeps `lift`, who lifted it, when and why, in that same
+    write (`state.lift_recorded`). Writes that lift nothing are as `Ledger`'s."""
+
+    def __init__(self, store: ObjectStore, lift: Lift) -> None:
+        super().__init__(store)
+        self.lift = lift
+
+    def transition(
+        self, repo_id: int, repo: str, fn: Callable[[ReleaseState], ReleaseState]
+    ) -> ReleaseState:
+        return super().transition(repo_id, repo, lambda s: lift_recorded(s, fn(s), self.lift))
+
+    def set_global_freeze(
+        self, freeze: EmergencyFreeze | None, *, lift: Lift | None = None
+    ) -> EmergencyFreeze | None:
+        return super().set_global_freeze(freeze, lift=lift or self.lift)
 
 
 def _last_change(key: str, data: bytes) -> datetime | None:

@@ -85,6 +85,11 @@ class Approval(_Model):
     """Why (operator approvals through `governor approve`)."""
     identity: str | None = None
     """Who the store's credentials belong to, where the backend can tell (`governor approve`)."""
+    pull_number: int | None = None
+    """The pull request approved on (label and comment approvals; None: `governor approve`,
+    and approvals recorded before the number was kept)."""
+    pull_title: str | None = None
+    """That pull request's title when it was approved: text its author chose."""
 
 
 class Hold(_Model):
@@ -116,6 +121,48 @@ class DegradedDeclared(_Model):
     identity: str | None = None
 
 
+class Lift(_Model):
+    """Who lifts a freeze or a declared degradation (`governor freeze|degraded ... off`),
+    when and why."""
+
+    by: str
+    reason: str
+    at: datetime
+    identity: str | None = None
+
+
+class Lifted(_Model):
+    """An emergency freeze or a declared degradation an operator lifted by hand (`off`):
+    what it was (who set it, why, since when, until when) and who lifted it, when and why.
+    The last lift of each is kept (`ReleaseState.freeze_lifted`, `.degraded_lifted`,
+    `ledger.GlobalFreeze.last_lifted`), replaced by the next one: the audit trail of an
+    incident's end, never read by the rules."""
+
+    by: str
+    reason: str
+    at: datetime
+    until: datetime | None = None
+    identity: str | None = None
+    lifted_by: str
+    lifted_reason: str
+    lifted_at: datetime
+    lifted_identity: str | None = None
+
+    @classmethod
+    def of(cls, lifted: EmergencyFreeze | DegradedDeclared, lift: Lift) -> Lifted:
+        return cls(
+            by=lifted.by,
+            reason=lifted.reason,
+            at=lifted.at,
+            until=lifted.until if isinstance(lifted, EmergencyFreeze) else None,
+            identity=lifted.identity,
+            lifted_by=lift.by,
+            lifted_reason=lift.reason,
+            lifted_at=lift.at,
+            lifted_identity=lift.identity,
+        )
+
+
 class Deployed(_Model):
     sha: str
     at: datetime
@@ -138,6 +185,10 @@ class ReleaseState(_Model):
     rejected_runs: tuple[RejectedRun, ...] = ()
     production_history: tuple[Deployed, ...] = ()
     """The last SHAs to reach production, newest last (kept: 20)."""
+    freeze_lifted: Lifted | None = None
+    """The last emergency freeze of the repository lifted by hand (`freeze REPO off`)."""
+    degraded_lifted: Lifted | None = None
+    """The last declared degradation taken back (`degraded REPO off`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -426,6 +477,18 @@ def emergency_freeze_set(
     if state.emergency_freeze == freeze:
         return state
     return _next(state, now, emergency_freeze=freeze)
+
+
+def lift_recorded(before: ReleaseState, after: ReleaseState, lift: Lift) -> ReleaseState:
+    """`after`, a transition of `before` made by an operator lifting (`off`), with the lift
+    kept for each of the repository's freeze and declared degradation it took away: part
+    of the same write, so `version` is not bumped again. Unchanged when it lifted nothing."""
+    lifted: dict[str, Lifted] = {}
+    if before.emergency_freeze is not None and after.emergency_freeze is None:
+        lifted["freeze_lifted"] = Lifted.of(before.emergency_freeze, lift)
+    if before.degraded is not None and after.degraded is None:
+        lifted["degraded_lifted"] = Lifted.of(before.degraded, lift)
+    return after.model_copy(update=lifted) if lifted else after
 
 
 def rollback_intent(

@@ -1,9 +1,10 @@
 """`governor explain REPO SHA`: why a SHA was decided as it was, from its decision record.
 
 The stored evaluations (newest last), the inputs the verification flow kept with the
-latest one, the paths behind the risk (and, given the policy file that decided, the
-pattern that matched each), the rule that decided (reason code and its section of
-docs/reasons.md) and what unblocks it. Read-only.
+latest one, the paths behind the risk with the pattern that classed each (from the
+policy text the record keeps, or from a `--policy` file, which takes precedence), the
+rule that decided (reason code and its section of docs/reasons.md) and what unblocks it.
+Read-only.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from governor.commands import EXIT_ERROR, EXIT_POLICY_INVALID, CommandError, rep
 from governor.commands.hints import hold_hint, reason_anchor
 from governor.commands.status import ShaStatus, sha_status
 from governor.ledger import Evaluation
-from governor.policy import POLICY_PATH, Policy, parse_policy
+from governor.page.patterns import RiskPolicy, matched_paths
+from governor.policy import Policy, parse_policy
 from governor.state import ReleaseState
 from governor.store import ObjectStore
 
@@ -40,9 +42,11 @@ class RiskPath:
     path: str
     risk: Literal["HIGH", "MEDIUM"]
     pattern: str | None
-    """The pattern that classed it (the last matching one, gitignore rules), from the
-    policy file given with `--policy`; None without it, or if that file does not class
-    the path so. The policy file itself is HIGH whatever the patterns say."""
+    """The pattern that classed it (the last matching one, gitignore rules): from the
+    `--policy` file when one is given, else from the policy text the decision record
+    keeps (the one whose risk the evaluation reports). None: the record keeps no policy
+    text (an older record, an evaluation the rules did not make), or the `--policy` file
+    does not class the path so."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +77,10 @@ class Explanation:
     policy_problem: str | None
     own_policy_problem: str | None
     patterns_from: str | None
-    """The `--policy` file the patterns were matched with."""
+    """Where the patterns are from: the `--policy` file, or the stored policy (which one,
+    and where the trusted policy was read); None: nowhere, no pattern is named."""
+    patterns_policy: Literal["file", "trusted", "own"] | None
+    """`file` (`--policy`), `trusted` or `own` (the policy text the record keeps), None."""
     total_evaluations: int
     """All evaluations ever recorded; the record keeps the first and the latest (50)."""
     evaluations: tuple[StoredEvaluation, ...]
@@ -111,17 +118,14 @@ def load_patterns(text: str, source: str) -> Policy:
     return policy
 
 
-def _pattern(policy: Policy | None, path: str, risk: str) -> str | None:
-    if policy is None:
-        return None
-    if risk == "HIGH" and path == POLICY_PATH:
-        return POLICY_PATH
-    spec = policy.high_risk_spec if risk == "HIGH" else policy.medium_risk_spec
-    patterns = policy.high_risk_paths if risk == "HIGH" else policy.medium_risk_paths
-    result = spec.check_file(path)
-    if not result.include or result.index is None:
-        return None
-    return patterns[result.index]
+def _patterns_from(
+    policy: Policy | None, source: str | None, stored: RiskPolicy | None
+) -> tuple[str | None, Literal["file", "trusted", "own"] | None]:
+    if policy is not None:
+        return source or "the --policy file", "file"
+    if stored is not None:
+        return stored.describe(), stored.whose
+    return None, None
 
 
 def explain(
@@ -132,6 +136,9 @@ def explain(
     policy: Policy | None = None,
     policy_source: str | None = None,
 ) -> Explanation:
+    """Why `sha` was decided as it was. The pattern behind each path comes from `policy`
+    (the `--policy` file read from `policy_source`) when given, else from the policy text
+    the record keeps for the latest evaluation, else none is named."""
     record = repos.read_decision(store, state.repo_id, sha)
     latest = record.latest if record is not None else None
     if record is None or latest is None:
@@ -141,13 +148,9 @@ def explain(
             EXIT_ERROR,
         )
     inputs = latest.inputs
-    paths = tuple(
-        RiskPath(path, "HIGH", _pattern(policy, path, "HIGH"))
-        for path in _strings(inputs.get("high_paths"))
-    ) + tuple(
-        RiskPath(path, "MEDIUM", _pattern(policy, path, "MEDIUM"))
-        for path in _strings(inputs.get("medium_paths"))
-    )
+    matched, stored = matched_paths(record, latest, policy)
+    paths = tuple(RiskPath(m.path, m.level, m.pattern) for m in matched)
+    patterns_from, patterns_policy = _patterns_from(policy, policy_source, stored)
     held = latest.outcome == "HOLD"
     return Explanation(
         repo_id=state.repo_id,
@@ -170,7 +173,8 @@ def explain(
         superseded_by=_text(inputs.get("superseded_by")),
         policy_problem=_text(inputs.get("policy_problem")),
         own_policy_problem=_text(inputs.get("own_policy_problem")),
-        patterns_from=policy_source if policy is not None else None,
+        patterns_from=patterns_from,
+        patterns_policy=patterns_policy,
         total_evaluations=record.total_evaluations,
         evaluations=tuple(_stored(e) for e in record.evaluations),
         current=sha_status(store, state, sha),

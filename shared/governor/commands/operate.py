@@ -20,8 +20,8 @@ from governor.decision import Outcome
 from governor.flows import approval, emergency
 from governor.flows import rollback as rollback_flow
 from governor.flows.results import Evaluated, Ignored, Kind
-from governor.ledger import Ledger
-from governor.state import DegradedDeclared, EmergencyFreeze
+from governor.ledger import Ledger, Lifting
+from governor.state import DegradedDeclared, EmergencyFreeze, Lift
 from governor.store import ObjectStore, credentials_identity
 from governor.wiring import Governor
 
@@ -30,6 +30,7 @@ MAX_BY: Final = 100
 _RELATIVE: Final = re.compile(r"([1-9][0-9]{0,4})([mhd])")
 _UNITS: Final = {"m": "minutes", "h": "hours", "d": "days"}
 MAX_FREEZE: Final = timedelta(days=90)
+IN_PRODUCTION_DETAIL: Final = "{sha} is in production already: nothing to approve"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +108,9 @@ class ApproveResult:
     """ALLOW, HOLD, or None when the SHA was not evaluated (see `result`)."""
     decision_reason: str | None
     result: str
-    """decided, already_dispatched, dispatch_in_progress, in_production, ignored, ..."""
+    """decided, already_dispatched, dispatch_in_progress, in_production, ignored, ...
+    `in_production` (exit 0): the SHA is in production, so nothing was approved: no
+    approval is recorded for a SHA in production (`approval.by_operator`)."""
     detail: str | None
     dispatch: str | None
 
@@ -139,6 +142,19 @@ def approve(
             repo.full_name, sha, who.by, who.identity, why, None, None, "ignored", result.why, None
         )
     assert isinstance(result, Evaluated)
+    if result.kind is Kind.IN_PRODUCTION:
+        return ApproveResult(
+            repo.full_name,
+            sha,
+            who.by,
+            who.identity,
+            why,
+            None,
+            None,
+            Kind.IN_PRODUCTION.value,
+            IN_PRODUCTION_DETAIL.format(sha=sha[:7]),
+            None,
+        )
     record = governor.context.ledger.read_decision(repo.id, sha)
     latest = record.latest if record is not None else None
     return ApproveResult(
@@ -267,7 +283,7 @@ def freeze(
         if on
         else None
     )
-    ledger = Ledger(store)
+    ledger = _ledger(store, on, who, why, now)
     if repo_text is None:
         declared = emergency.freeze_all(ledger, value, now)
         scope, held = "all", _held_everywhere(store)
@@ -286,11 +302,22 @@ def degraded(
     why = reason(why)
     value = DegradedDeclared(reason=why, by=who.by, at=now, identity=who.identity) if on else None
     state = repos.resolve_state(store, repo_text)
-    declared = emergency.degraded(Ledger(store), state.repo_id, state.repo, value, now)
+    declared = emergency.degraded(
+        _ledger(store, on, who, why, now), state.repo_id, state.repo, value, now
+    )
     held = tuple(sha for _, sha in declared.held)
     changed = _changed(declared.before, declared.after)
     return DeclaredResult(
         "degraded", state.repo, on, changed, who.by, who.identity, why, None, held
+    )
+
+
+def _ledger(store: ObjectStore, on: bool, who: Operator, why: str, now: datetime) -> Ledger:
+    """Lifting (`off`): the write that lifts keeps who lifted, when and why."""
+    return (
+        Ledger(store)
+        if on
+        else Lifting(store, Lift(by=who.by, reason=why, at=now, identity=who.identity))
     )
 
 

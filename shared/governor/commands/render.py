@@ -150,11 +150,7 @@ def explanation(result: Explanation) -> list[str]:
     base = f"production {short(result.production_sha)}" if result.production_sha else "its parent"
     unknown = " (file list incomplete: risk unknown)" if result.risk_unknown else ""
     lines.append(f"risk: {result.risk or '-'}, compared with {base}{unknown}")
-    for path in result.paths:
-        pattern = f"  matched {path.pattern}" if path.pattern else ""
-        lines.append(f"  {path.risk:<6}  {path.path}{pattern}")
-    if result.patterns_from:
-        lines.append(f"  (patterns from {result.patterns_from})")
+    lines.extend(_risk_paths(result))
     lines.extend(f"note: {note}" for note in result.notes)
     if result.degraded_labels:
         lines.append(f"degraded: open issues labelled {', '.join(result.degraded_labels)}")
@@ -176,6 +172,21 @@ def explanation(result: Explanation) -> list[str]:
         lines.append("inputs of the latest evaluation:")
         for key, value in sorted(result.evaluations[-1].inputs.items()):
             lines.append(f"  {key}: {json.dumps(value, ensure_ascii=False)}")
+    return lines
+
+
+def _risk_paths(result: Explanation) -> list[str]:
+    lines = []
+    for path in result.paths:
+        if path.pattern:
+            pattern = f"  matched {path.pattern}"
+        elif result.patterns_from:
+            pattern = "  (no pattern of that policy classes it so)"
+        else:
+            pattern = "  (pattern not recorded)"
+        lines.append(f"  {path.risk:<6}  {path.path}{pattern}")
+    if result.paths and result.patterns_from:
+        lines.append(f"  (patterns from {result.patterns_from})")
     return lines
 
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from governor.commands import EXIT_ERROR, EXIT_USAGE, CommandError
 from governor.flows.context import Repo
@@ -25,6 +27,7 @@ _ID: Final = re.compile(r"[0-9]{1,19}")
 _FULL_SHA: Final = re.compile(r"[0-9a-f]{40}")
 _SHA_PREFIX: Final = re.compile(r"[0-9a-f]{4,40}")
 _STATE_KEY: Final = re.compile(r"repos/([0-9]+)/state\.json")
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +54,37 @@ def parse_repo(text: str) -> RepoRef:
 
 
 def read_state(store: ObjectStore, repo_id: int) -> ReleaseState | None:
-    current = store.get(state_key(repo_id))
-    return None if current is None else ReleaseState.model_validate_json(current.data)
+    return _load(store, state_key(repo_id), ReleaseState)
+
+
+def _load(store: ObjectStore, key: str, model: type[_Model]) -> _Model | None:
+    """The record at `key` (None if absent); one that cannot be read is an error naming it."""
+    try:
+        current = store.get(key)
+        return None if current is None else model.model_validate_json(current.data)
+    except ValueError as exc:  # the store's header, or the record's JSON or fields
+        raise unreadable(store, key, exc) from None
+
+
+def unreadable(store: ObjectStore, key: str, exc: ValueError) -> CommandError:
+    """A stored record that is not what the governor writes: exit 1, saying what to do."""
+    return CommandError(
+        f"the stored record '{key}' in {store.url} cannot be read ({problem(exc)}). It was "
+        f"changed by hand or cut short: look at it with 'governor store cat {key}' and "
+        "put back a good copy (a backup, or an earlier version of the object). The "
+        "governor does not change a record it cannot read",
+        EXIT_ERROR,
+    )
+
+
+def problem(exc: ValueError) -> str:
+    """What is wrong with a record, in one line: a field's first problem, or the message."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the record"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f"not a valid {exc.title}: {where}: {first['msg']}{more}"
+    return str(exc)
 
 
 def all_states(store: ObjectStore) -> list[ReleaseState]:
@@ -116,8 +148,7 @@ def resolve_sha(store: ObjectStore, state: ReleaseState, text: str) -> str:
 
 
 def read_decision(store: ObjectStore, repo_id: int, sha: str) -> DecisionRecord | None:
-    current = store.get(decision_key(repo_id, sha))
-    return None if current is None else DecisionRecord.model_validate_json(current.data)
+    return _load(store, decision_key(repo_id, sha), DecisionRecord)
 
 
 def locate(governor: Governor, text: str) -> tuple[Repo, str | None]:

@@ -1,8 +1,9 @@
 """`governor status [REPO]`: where each repository stands, from its release state.
 
 Production and when it got there, what is in flight (dispatches with their runs), each
-held SHA with its reason, when it clears and what unblocks it, recent deploy failures
-and an emergency freeze. Read-only: one read per repository (plus one per held SHA for
+held SHA with its reason, when it clears and what unblocks it, recent deploy failures,
+an emergency freeze and a declared degradation, and the last of each lifted by hand (who
+lifted it, when and why). Read-only: one read per repository (plus one per held SHA for
 its decision's detail).
 """
 
@@ -16,6 +17,7 @@ from governor.commands import repos
 from governor.commands.hints import hold_hint, reason_anchor
 from governor.ledger import Ledger
 from governor.state import Dispatch, EmergencyFreeze, ReleaseState
+from governor.state import Lifted as LiftedRecord
 from governor.store import ObjectStore
 
 ShaState = Literal[
@@ -71,6 +73,22 @@ class Freeze:
 
 
 @dataclass(frozen=True, slots=True)
+class Lifted:
+    """A freeze or a declared degradation lifted by hand (`off`): what it was (`by`,
+    `reason`, `since`, `until`) and who lifted it, when and why."""
+
+    by: str
+    reason: str
+    since: datetime
+    until: datetime | None
+    lifted_by: str
+    lifted_identity: str | None
+    """Who the store's credentials belonged to, where the backend could tell."""
+    lifted_reason: str
+    lifted_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class ShaStatus:
     sha: str
     state: ShaState
@@ -100,6 +118,12 @@ class RepoStatus:
     """The freeze of every repository (`governor freeze --all`), if one is set."""
     degraded: Declared | None = None
     """Production declared degraded with `governor degraded`."""
+    freeze_lifted: Lifted | None = None
+    """The last emergency freeze of the repository lifted by hand."""
+    global_freeze_lifted: Lifted | None = None
+    """The last freeze of every repository lifted by hand."""
+    degraded_lifted: Lifted | None = None
+    """The last declared degradation taken back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +149,7 @@ class Overview:
     store: str
     repositories: tuple[RepoLine, ...]
     global_freeze: Freeze | None = None
+    global_freeze_lifted: Lifted | None = None
 
 
 def in_flight(state: ReleaseState) -> tuple[Dispatch, ...]:
@@ -150,8 +175,24 @@ def _freeze(freeze: EmergencyFreeze | None, now: datetime) -> Freeze | None:
     return Freeze(freeze.by, freeze.reason, freeze.at, freeze.until, freeze.active(now))
 
 
-def _global(store: ObjectStore, now: datetime) -> Freeze | None:
-    return _freeze(Ledger(store).read_global_freeze(), now)
+def _global(store: ObjectStore, now: datetime) -> tuple[Freeze | None, Lifted | None]:
+    record = Ledger(store).read_global_record()
+    return _freeze(record.freeze, now), _lifted(record.last_lifted)
+
+
+def _lifted(lifted: LiftedRecord | None) -> Lifted | None:
+    if lifted is None:
+        return None
+    return Lifted(
+        by=lifted.by,
+        reason=lifted.reason,
+        since=lifted.at,
+        until=lifted.until,
+        lifted_by=lifted.lifted_by,
+        lifted_identity=lifted.lifted_identity,
+        lifted_reason=lifted.lifted_reason,
+        lifted_at=lifted.lifted_at,
+    )
 
 
 def repo_status(
@@ -178,6 +219,7 @@ def repo_status(
     flying = tuple(
         InFlight(d.sha, d.at, d.workflow, d.ref, d.run_id, d.run_url) for d in in_flight(state)
     )
+    everywhere, everywhere_lifted = _global(store, now)
     failures = tuple(
         FailedDeploy(f.sha, f.last_at, f.count, f.conclusion, f.issue_number)
         for f in sorted(state.failures.values(), key=lambda f: f.last_at, reverse=True)
@@ -194,12 +236,15 @@ def repo_status(
         failures=failures,
         emergency_freeze=_frozen(state, now),
         sha=None if sha is None else sha_status(store, state, sha),
-        global_freeze=_global(store, now),
+        global_freeze=everywhere,
         degraded=(
             Declared(state.degraded.by, state.degraded.reason, state.degraded.at)
             if state.degraded is not None
             else None
         ),
+        freeze_lifted=_lifted(state.freeze_lifted),
+        global_freeze_lifted=everywhere_lifted,
+        degraded_lifted=_lifted(state.degraded_lifted),
     )
 
 
@@ -243,4 +288,4 @@ def overview(store: ObjectStore, now: datetime) -> Overview:
                 frozen=freeze is not None and freeze.active,
             )
         )
-    return Overview(store.url, tuple(lines), _global(store, now))
+    return Overview(store.url, tuple(lines), *_global(store, now))

@@ -18,7 +18,7 @@ from governor import state as transitions
 from governor.events import IssueCommentCreated, PullRequestLabeled
 from governor.flows import verification
 from governor.flows.context import Context, Repo, read_trusted
-from governor.flows.results import Approved, Evaluated, Ignored
+from governor.flows.results import Approved, Evaluated, Ignored, Kind
 from governor.policy import ApprovalMode, Policy
 from governor.state import Approval, ReleaseState
 
@@ -32,6 +32,8 @@ class _Request:
     approver: str
     via: Literal["label", "comment"]
     merge_commit_sha: str | None
+    title: str | None = None
+    """The pull request's title, as the event carries it."""
 
 
 def on_label(
@@ -45,7 +47,12 @@ def on_label(
         return Ignored(f"label '{event.label.name}' is not an approval")
     pull = event.pull_request
     request = _Request(
-        pull.number, pull.user.login, event.sender.login, "label", pull.merge_commit_sha
+        pull.number,
+        pull.user.login,
+        event.sender.login,
+        "label",
+        pull.merge_commit_sha,
+        pull.title,
     )
     return _approve(ctx, repo, policy, request, delivery=delivery, state=state)
 
@@ -64,8 +71,9 @@ def on_comment(
         return Ignored("comments are not how this repository approves")
     if words[0] != policy.approval.command:
         return Ignored(f"'{words[0]}' is not the approval command")
+    issue = event.issue
     request = _Request(
-        event.issue.number, event.issue.user.login, event.comment.user.login, "comment", None
+        issue.number, issue.user.login, event.comment.user.login, "comment", None, issue.title
     )
     return _approve(ctx, repo, policy, request, delivery=delivery, state=state)
 
@@ -97,7 +105,14 @@ def _approve(
     evaluations: dict[str, Evaluated | Ignored] = {}
     for sha in held:
         now = ctx.clock()
-        approval = Approval(sha=sha, by=approver, at=now, via=request.via)
+        approval = Approval(
+            sha=sha,
+            by=approver,
+            at=now,
+            via=request.via,
+            pull_number=request.pull_number,
+            pull_title=request.title,
+        )
         ctx.ledger.transition(repo.id, repo.full_name, _recorded(approval, now))
         evaluations[sha] = verification.evaluate(
             ctx, repo, sha, trigger=f"approval:{request.via}", delivery=delivery
@@ -114,13 +129,32 @@ def by_operator(
 ) -> Evaluated | Ignored:
     """`governor approve`: an operator's approval of `sha`, recorded with who and why, then
     the SHA evaluated again. Whoever can write the store and use the App's credentials
-    is trusted as an operator: no pull request, label or permission is asked for."""
+    is trusted as an operator: no pull request, label or permission is asked for.
+
+    A SHA in production already needs no approval: nothing is recorded, evaluated or
+    posted, and the answer is `in_production`. That is decided in the state's own
+    conditional write, so a SHA that reaches production while the approval is being
+    written gets no approval either."""
+    if ctx.ledger.read_state(repo.id, repo.full_name).production_sha == sha:
+        return Evaluated(Kind.IN_PRODUCTION, sha)
     reachable = repo.api.compare(repo.default_ref, sha)
     if not reachable.head_is_ancestor:  # nothing recorded for a SHA that cannot ship
         return Ignored(f"{sha} is not on {repo.default_ref} ({reachable.status})")
     now = ctx.clock()
     approval = Approval(sha=sha, by=by, at=now, via="cli", reason=why, identity=identity)
-    after = ctx.ledger.transition(repo.id, repo.full_name, _recorded(approval, now))
+    after = ctx.ledger.transition(repo.id, repo.full_name, _unless_in_production(approval, now))
     if after.production_sha == sha:
-        return Ignored(f"{sha[:7]} is in production already")
+        return Evaluated(Kind.IN_PRODUCTION, sha)
     return verification.evaluate(ctx, repo, sha, trigger="approval:cli", delivery=None)
+
+
+def _unless_in_production(
+    approval: Approval, now: datetime
+) -> Callable[[ReleaseState], ReleaseState]:
+    """The approval recorded, unless its SHA is in production (the state unchanged: the
+    ledger then writes nothing)."""
+    return lambda state: (
+        state
+        if state.production_sha == approval.sha
+        else transitions.approval_recorded(state, approval, now)
+    )

@@ -334,7 +334,7 @@ class _Run:
         ids = sorted(installed)
         next_repo: int | None = None
         if only_repo is not None:
-            chosen = [i for i in ids if only_repo in (i, installed[i].full_name)]
+            chosen = [i for i in ids if _is_repo(only_repo, installed[i])]
             if not chosen:
                 summary.errors.append(f"{only_repo}: not a repository the App is installed on")
         else:
@@ -390,6 +390,14 @@ class _Run:
             return
         self.summary.did(Action.EXPIRED, count=expired)
         self.changes.expired_at = now
+
+
+def _is_repo(wanted: int | str, installed: InstalledRepo) -> bool:
+    """`only_repo`: the id, or owner/name compared case-insensitively, as GitHub's names
+    (and every command's REPO) are."""
+    if isinstance(wanted, int):
+        return installed.id == wanted
+    return installed.full_name.lower() == wanted.strip().lower()
 
 
 def _first(attempts: list[HookDelivery]) -> datetime:

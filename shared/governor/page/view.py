@@ -17,8 +17,9 @@ from urllib.parse import quote
 from governor.decision import Decision, Outcome, Reason
 from governor.ledger import DecisionRecord, Evaluation
 from governor.messages import unblock_hint
+from governor.page.patterns import matched_paths
 from governor.risk import Risk
-from governor.state import ReleaseState
+from governor.state import Approval, ReleaseState
 
 _FULL_NAME: Final = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 _VERIFICATION_CLAIM: Final = re.compile(r"workflow-run-(\d{1,18})-(\d{1,18})-(\d{1,6})")
@@ -81,7 +82,9 @@ class RiskPath:
     path: str
     level: str
     pattern: str | None
-    """The pattern it matched; None: the record does not say."""
+    """The pattern it matched, from the policy text the record keeps; None: the record
+    does not keep it (evaluations recorded before policy texts were, or not made by the
+    rules)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class PageView:
     clears: str
     risk: str
     risk_paths: tuple[RiskPath, ...]
+    patterns_from: str
+    """Which stored policy the patterns are from; empty when none is kept."""
     risk_notes: tuple[str, ...]
     inputs: tuple[Row, ...]
     history: tuple[HistoryEntry, ...]
@@ -231,13 +236,15 @@ def _todo(latest: Evaluation | None, headline: Headline) -> tuple[str, str]:  # 
     return hint[:1].upper() + hint[1:] + ".", "when someone acts on it (not by itself)"
 
 
-def _risk_paths(inputs: dict[str, Any]) -> tuple[RiskPath, ...]:
-    paths: list[RiskPath] = []
-    for key, level in (("high_paths", "HIGH"), ("medium_paths", "MEDIUM")):
-        values = inputs.get(key)
-        if isinstance(values, list):
-            paths.extend(RiskPath(str(path), level, None) for path in values)
-    return tuple(paths)
+def _risk_paths(record: DecisionRecord) -> tuple[tuple[RiskPath, ...], str]:
+    """The latest evaluation's risky paths with the patterns that classed them, and where
+    the patterns are from."""
+    latest = record.latest
+    if latest is None:
+        return (), ""
+    matched, policy = matched_paths(record, latest)
+    paths = tuple(RiskPath(m.path, m.level, m.pattern) for m in matched)
+    return paths, policy.describe() if policy is not None else ""
 
 
 def _text(value: Any) -> str:
@@ -282,10 +289,33 @@ def _history(record: DecisionRecord) -> tuple[tuple[HistoryEntry, ...], str]:
     return entries, note
 
 
+def _pulls(record: DecisionRecord, state: ReleaseState) -> dict[int, str | None]:
+    """The pull requests this SHA was approved on, by number, with their titles: from the
+    approvals in the release state, and in the states the evaluations were judged on
+    (the state forgets a SHA's approvals once it is deployed; its record does not)."""
+    approvals: list[Approval] = []
+    for evaluation in record.evaluations:
+        if evaluation.replay is not None:
+            approvals.extend(evaluation.replay.state.approvals_for(record.sha))
+    approvals.extend(state.approvals_for(record.sha))
+    pulls: dict[int, str | None] = {}
+    for approval in sorted(approvals, key=lambda a: a.at):
+        number = approval.pull_number
+        if number is not None and number > 0:
+            pulls[int(number)] = approval.pull_title or pulls.get(int(number))
+    return pulls
+
+
 def _links(record: DecisionRecord, state: ReleaseState, root: str) -> tuple[Link, ...]:
     make = _Links(root, record.repo)
     found: list[Link | None] = [make.to(f"commit/{record.sha}", f"Commit {record.sha[:7]}")]
-    found.append(make.to(f"commit/{record.sha}", "Pull request: listed on the commit's page"))
+    pulls = _pulls(record, state)
+    found.extend(
+        make.to(f"pull/{number}", f"Pull request #{number}" + (f": {title}" if title else ""))
+        for number, title in pulls.items()
+    )
+    if not pulls:
+        found.append(make.to(f"commit/{record.sha}", "Pull request: listed on the commit's page"))
     runs = sorted(
         {
             int(m.group(2))
@@ -341,6 +371,7 @@ def build(record: DecisionRecord, state: ReleaseState, now: datetime, github_web
         clears = f"{clears}, {_in(now, latest.until)}"
     history, history_note = _history(record)
     notes = inputs.get("notes")
+    risk_paths, patterns_from = _risk_paths(record)
     return PageView(
         repo=record.repo,
         sha=record.sha,
@@ -355,7 +386,8 @@ def build(record: DecisionRecord, state: ReleaseState, now: datetime, github_web
         todo=todo,
         clears=clears,
         risk=(latest.risk or "not assessed") if latest is not None else "-",
-        risk_paths=_risk_paths(inputs),
+        risk_paths=risk_paths,
+        patterns_from=patterns_from,
         risk_notes=tuple(str(n) for n in notes) if isinstance(notes, list) else (),
         inputs=_inputs(inputs),
         history=history,

@@ -8,12 +8,22 @@ whose first answer was lost, and that then meets its own write (412), that it su
 409 ConditionalRequestConflict
 (another conditional write in flight) is retried with jittered backoff within the
 write timeout; 5xx and throttling are retried by botocore ("standard" mode).
-The endpoint comes from AWS_ENDPOINT_URL (MinIO, moto in the tests).
+The endpoint comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (MinIO, moto in the
+tests), as boto3 resolves it.
+
+The identity `governor approve` and the other writing commands record is STS
+GetCallerIdentity's ARN, asked at STS's own endpoint as boto3 resolves it
+(AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL, the config file's, else AWS's regional STS
+endpoint), never at S3's. Only for an S3-compatible service at a custom endpoint with no
+STS endpoint configured (MinIO, Ceph, ...) is STS asked at that endpoint: its keys mean
+nothing to AWS and are not sent there; a service without STS answers an error and the
+identity is unknown (None).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
+from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
@@ -45,6 +55,21 @@ _CLIENT_CONFIG = Config(
     connect_timeout=5,
     read_timeout=30,
 )
+
+
+_STS_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 2},
+    connect_timeout=3,
+    read_timeout=10,
+)
+"""Best effort, asked once per command: an STS that cannot be reached is not waited for."""
+AWS_DOMAINS: Final = ("amazonaws.com", "amazonaws.com.cn", "api.aws")
+"""The domains of AWS's own endpoints (S3, STS), in every partition boto3 defaults to."""
+
+
+def _on_aws(endpoint_url: str | None) -> bool:
+    host = (urlsplit(endpoint_url).hostname or "") if endpoint_url else ""
+    return any(host == domain or host.endswith(f".{domain}") for domain in AWS_DOMAINS)
 
 
 def _code(exc: ClientError) -> str:
@@ -79,16 +104,22 @@ class S3Store:
     def credentials_identity(self) -> str | None:
         """The ARN the credentials belong to (STS GetCallerIdentity); None if STS says no."""
         try:
-            sts = boto3.client(
-                "sts",
-                endpoint_url=self._client.meta.endpoint_url,
-                region_name=self._client.meta.region_name,
-                config=_CLIENT_CONFIG,
-            )
-            arn = sts.get_caller_identity().get("Arn")
+            arn = self.sts_client().get_caller_identity().get("Arn")
         except Exception:  # best effort: the record then says the identity is unknown
             return None
         return arn if isinstance(arn, str) else None
+
+    def sts_client(self) -> Any:
+        """STS at its own endpoint (see the module's docstring), in the S3 client's region;
+        at S3's endpoint only when that is a custom one and STS has none configured."""
+        region = self._client.meta.region_name
+        sts = boto3.client("sts", region_name=region, config=_STS_CONFIG)
+        s3_endpoint = self._client.meta.endpoint_url
+        if _on_aws(sts.meta.endpoint_url) and not _on_aws(s3_endpoint):
+            return boto3.client(
+                "sts", endpoint_url=s3_endpoint, region_name=region, config=_STS_CONFIG
+            )
+        return sts
 
     def get(self, key: str) -> StoredObject | None:
         name = self._name(key)

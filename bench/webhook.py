@@ -407,6 +407,13 @@ _IMPORT_MAIN_AND_BUILD_MODELS = _IMPORT_MAIN.replace(
     "print(",
     1,
 )
+_IMPORT_MAIN_AND_VERIFICATION = _IMPORT_MAIN.replace(
+    "print(",
+    # A flow's module is imported with the first event that needs it: this is what an
+    # instance has loaded once it has served its first verification.
+    "import governor.flows.verification, governor.flows.deploy_outcome\nprint(",
+    1,
+)
 _IMPORT_DEPENDENCIES = f"""
 import importlib.util, sys, time
 began = time.perf_counter()
@@ -422,6 +429,7 @@ class ColdStart:
     main_process_s: float
     deps_process_s: float
     main_all_models_s: float
+    main_verification_s: float
 
     @property
     def ratio(self) -> float:
@@ -452,17 +460,22 @@ def cold_start(runs: int) -> ColdStart:
     all_models_code = _IMPORT_MAIN_AND_BUILD_MODELS.format(
         path=str(REPO_ROOT / "functions" / "main.py")
     )
-    main_runs, deps_runs, all_models_runs = [], [], []
+    verification_code = _IMPORT_MAIN_AND_VERIFICATION.format(
+        path=str(REPO_ROOT / "functions" / "main.py")
+    )
+    main_runs, deps_runs, all_models_runs, verification_runs = [], [], [], []
     for _ in range(runs):  # interleaved
         main_runs.append(_fresh_interpreter(main_code))
         deps_runs.append(_fresh_interpreter(_IMPORT_DEPENDENCIES))
         all_models_runs.append(_fresh_interpreter(all_models_code))
+        verification_runs.append(_fresh_interpreter(verification_code))
     return ColdStart(
         statistics.median(r[0] for r in main_runs),
         statistics.median(r[0] for r in deps_runs),
         statistics.median(r[1] for r in main_runs),
         statistics.median(r[1] for r in deps_runs),
         statistics.median(r[0] for r in all_models_runs),
+        statistics.median(r[0] for r in verification_runs),
     )
 
 
@@ -511,6 +524,13 @@ def make_row(latency_ms: int, kind: str, samples: list[Sample], traced: list[Tra
         row.round_trips_p50 = p50 * 1000 / latency_ms
         row.round_trips_p90 = p90 * 1000 / latency_ms
     return row
+
+
+def floor_bound(row: Row, ping_s: float) -> float:
+    """The best "vs own I/O" any implementation of the event could measure here: one that
+    did its own I/O and nothing else, behind the same HTTP path (the signed ping)."""
+    own = row.bare_github_ms + row.bare_writes_ms
+    return (ping_s * 1000 + own) / own
 
 
 def _describe_rounds(fake: FakeGitHub, traced: Traced) -> str:
@@ -627,7 +647,8 @@ def print_report(
         if row.latency_ms == 0:
             print(
                 f"goal: {row.kind} at 0 ms <= {GOAL_VS_IO}x its own I/O: {row.vs_io:.2f}x, "
-                f"{_goal(row.vs_io <= GOAL_VS_IO)}"
+                f"{_goal(row.vs_io <= GOAL_VS_IO)}; the HTTP floor alone allows no better "
+                f"than {floor_bound(row, ping_s):.2f}x"
             )
     if cold is not None:
         print(
@@ -640,6 +661,14 @@ def print_report(
             f"`defer_build` moves to the first deliveries) "
             f"{cold.main_all_models_s * 1000:.0f} ms: "
             f"{cold.main_all_models_s / cold.deps_import_s:.2f}x"
+        )
+        print(
+            f"cold start of an instance once its first verification and deploy outcome "
+            f"have loaded their flows' modules (the figure a webhook instance pays): "
+            f"{cold.main_verification_s * 1000:.0f} ms, "
+            f"{cold.main_verification_s / cold.deps_import_s:.2f}x "
+            f"(goal <= {GOAL_COLD_START}x, "
+            f"{_goal(cold.main_verification_s / cold.deps_import_s <= GOAL_COLD_START)})"
         )
 
 

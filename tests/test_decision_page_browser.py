@@ -205,3 +205,14 @@ def test_a_tampered_or_expired_link_shows_not_found(
     body = tab.text()
     assert "HELD" not in body and decided.held[:7] not in body and "infra/" not in body
     assert_nothing_ran(tab)
+
+
+def test_a_page_of_long_unbroken_strings_still_fits_a_phone(tab: Watched) -> None:
+    """Every string an attacker (or a long SHA, repository or branch name) puts on the page
+    wraps: 120 characters without a break point in every stored field, and no element is
+    wider than the phone's screen."""
+    from tests.test_decision_page_render import hostile, rendered
+
+    tab.page.set_content(rendered(*hostile("W" * 120)))
+    assert "W" * 120 in tab.text("body")
+    assert tab.page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

@@ -142,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--policy",
         metavar="FILE",
-        help="a policy file (the trusted one) to name the pattern that classed each path",
+        help="name each path's pattern from this policy file instead of the policy text "
+        "the decision record keeps (the one the evaluation was classed with)",
     )
 
     simulate = command(

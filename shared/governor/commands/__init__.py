@@ -1,4 +1,5 @@
-"""The `governor` command's read-only commands and replay, one module each.
+"""The `governor` command's commands: the read-only ones, replay, and `operate` (approve,
+rollback, freeze, degraded: the ones that change what the gate does).
 
 Each command returns a typed result (frozen dataclasses); `governor.cli` parses arguments,
 calls the command and renders its result as text (`render`) or JSON (`jsonify`). Errors a

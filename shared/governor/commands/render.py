@@ -12,7 +12,7 @@ from governor.commands.explain import Explanation
 from governor.commands.operate import ApproveResult, DeclaredResult, RollbackResult
 from governor.commands.policy_check import PolicyCheck, TrustedComparison
 from governor.commands.replay import ReplayResult
-from governor.commands.status import Freeze, Held, Overview, RepoStatus, ShaStatus
+from governor.commands.status import Freeze, Held, Lifted, Overview, RepoStatus, ShaStatus
 
 SHORT = 12
 
@@ -53,13 +53,18 @@ def repo_status(result: RepoStatus) -> list[str]:
     else:
         lines.append("production: none yet (no successful deploy recorded)")
     lines.extend(_freeze_line("emergency freeze", result.emergency_freeze))
+    lines.extend(_lifted_line("emergency freeze", result.freeze_lifted))
     lines.extend(_freeze_line("emergency freeze of every repository", result.global_freeze))
+    lines.extend(_lifted_line("emergency freeze of every repository", result.global_freeze_lifted))
     if result.degraded is not None:
         declared = result.degraded
         lines.append(
             f"production declared degraded by {declared.by} since {when(declared.since)}: "
             f"{declared.reason}"
         )
+    lines.extend(
+        _lifted_line("degraded declaration", result.degraded_lifted, "taken back", "declared")
+    )
     lines.append("in flight:" if result.in_flight else "in flight: nothing")
     for flight in result.in_flight:
         run = (
@@ -114,8 +119,25 @@ def _freeze_line(what: str, freeze: Freeze | None) -> list[str]:
     ]
 
 
+def _lifted_line(
+    what: str, lifted: Lifted | None, lift: str = "lifted", put: str = "set"
+) -> list[str]:
+    """The last `what` lifted by hand: who lifted it, when and why, then who set it and
+    why (the operators' own words: the CLI passes the line through `safe_text`)."""
+    if lifted is None:
+        return []
+    credentials = f" (store credentials {lifted.lifted_identity})" if lifted.lifted_identity else ""
+    until = f" until {when(lifted.until)}" if lifted.until is not None else ""
+    return [
+        f"last {what} {lift} by {lifted.lifted_by}{credentials} at {when(lifted.lifted_at)}: "
+        f"{lifted.lifted_reason}; it was {put} by {lifted.by} at {when(lifted.since)}{until}: "
+        f"{lifted.reason}"
+    ]
+
+
 def overview(result: Overview) -> list[str]:
     lines = _freeze_line("emergency freeze of every repository", result.global_freeze)
+    lines.extend(_lifted_line("emergency freeze of every repository", result.global_freeze_lifted))
     if not result.repositories:
         return [*lines, f"no repositories in {result.store}"]
     for line in result.repositories:

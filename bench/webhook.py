@@ -51,11 +51,8 @@ from unittest import mock
 import httpx
 from governor.events import Delivery, signature_for
 from governor.flows import delivery as deliveries
-from governor.flows.context import Context
 from governor.flows.results import to_json
-from governor.github.api import GitHubApp, RepoApi
 from governor.github.auth import app_jwt
-from governor.ledger import Ledger
 from governor.settings import load_settings
 from governor.store import ObjectStore, open_store
 
@@ -65,6 +62,7 @@ from tests.support.fake_github import Call, FakeGitHub
 from tests.support.functions_server import REPO_ROOT, serve_function
 from tests.support.governed import DEPLOY_FILE, Governed
 from tests.support.keys import rsa_key_pair
+from tests.support.world import app_for, in_process
 
 KINDS = ("ALLOW", "HOLD", "deploy")
 EXPECTED = {
@@ -120,19 +118,6 @@ class Span:
     ended: float
 
 
-class _Port:
-    """The GitHub port of functions/main.py, with the bot login known up front."""
-
-    def __init__(self, app: GitHubApp, bot_login: str) -> None:
-        self._app, self._bot = app, bot_login
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self._app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self._bot
-
-
 @dataclass
 class Traced:
     """One event run in-process."""
@@ -179,17 +164,12 @@ def run_in_process(fake: FakeGitHub, root: Path, rounds: int) -> dict[str, list[
     with mock.patch.dict(os.environ, function_env(fake, store_url)):
         settings = load_settings()
     store = CountingStore(open_store(store_url, write_timeout_s=settings.write_timeout_s))
-    app = GitHubApp(
-        fake.url,
-        settings.app_id(),
-        settings.private_key_pem(),
-        timeout_s=settings.github_timeout_s,
-    )
-    ctx = Context(
-        settings,
-        Ledger(store),
-        _Port(app, fake.bot_login),
-        clock=lambda: datetime.now(UTC),
+    ctx = in_process(
+        fake,
+        store_url,
+        app=app_for(fake, timeout_s=settings.github_timeout_s),
+        store=store,
+        settings=settings,
         lease=timedelta(seconds=settings.delivery_lease_s),
     )
     traced: dict[str, list[Traced]] = {kind: [] for kind in KINDS}

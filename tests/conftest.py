@@ -9,15 +9,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from governor.github.api import GitHubApp
 from governor.store import ObjectStore, open_store
 
 from tests.support import emulators, replay_check
+from tests.support.cli_world import Cli
 from tests.support.e2e import APP_ID, function_env, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.functions_server import serve_function
 from tests.support.governed import Governed
 from tests.support.keys import rsa_key_pair
 from tests.support.s3_serial_proxy import SerialProxy, serial_proxy
+from tests.support.world import app_for
 
 BACKENDS = ["local", "gcs", "s3"]
 BUCKET = "governor-test"
@@ -125,6 +128,12 @@ def fake() -> Iterator[FakeGitHub]:
 
 
 @pytest.fixture(scope="module")
+def fake_app(fake: FakeGitHub) -> GitHubApp:
+    """The App's client of `fake`, one per module: its installation tokens are cached."""
+    return app_for(fake)
+
+
+@pytest.fixture(scope="module")
 def gcs_store_url(gcs_emulator: str) -> str:
     return f"gs://{BUCKET}/e2e-{uuid.uuid4().hex[:8]}"
 
@@ -144,6 +153,33 @@ def local_store_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def local_webhook(fake: FakeGitHub, local_store_url: str) -> Iterator[str]:
     with serve_function("github_webhook", function_env(fake, local_store_url)) as server:
         yield server.url
+
+
+@pytest.fixture
+def app_env(
+    fake: FakeGitHub, local_store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """The App's settings, as the functions have them, for the in-process commands."""
+    env = function_env(fake, local_store_url)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env
+
+
+@pytest.fixture
+def local_gov(
+    fake: FakeGitHub, local_store_url: str, local_webhook: str, app_env: dict[str, str]
+) -> Iterator[Governed]:
+    """A new governed repository on the fake, served by the webhook on the local store: the
+    store of the in-process commands (`app_env`). The CLI tests' `gov`."""
+    governed = new_repo(fake, local_store_url, local_webhook)
+    yield governed
+    assert fake.violations == [], "the governor made a request GitHub's description does not have"
+
+
+@pytest.fixture
+def cli(app_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Cli:
+    return Cli(capsys)
 
 
 @pytest.fixture

@@ -34,14 +34,14 @@ from governor.store.local import LOCK_NAME
 from governor.store.s3 import S3Store
 
 from tests.conftest import BUCKET
-from tests.support.e2e import deployed_base, function_env, new_repo
-from tests.support.fake_github import Call, FakeGitHub
+from tests.support.cli_world import Cli
+from tests.support.e2e import deployed_base
+from tests.support.fake_github import Call
 from tests.support.governed import Governed
 from tests.support.s3_serial_proxy import SerialProxy
 from tests.test_cli_operate import (
     GOVERNOR,
     WAIT_S,
-    Cli,
     dispatch_calls,
     local_identity,
     production_b_after_a,
@@ -60,29 +60,9 @@ CONTENTION_S = "0.3"
 
 
 @pytest.fixture
-def app_env(
-    fake: FakeGitHub, local_store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    """The App's settings, as the functions have them, for the in-process commands."""
-    env = function_env(fake, local_store_url)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def gov(
-    fake: FakeGitHub, local_store_url: str, local_webhook: str, app_env: dict[str, str]
-) -> Iterator[Governed]:
-    """A new governed repository on the fake, served by the webhook on the local store."""
-    governed = new_repo(fake, local_store_url, local_webhook)
-    yield governed
-    assert fake.violations == [], "the governor made a request GitHub's description does not have"
-
-
-@pytest.fixture
-def cli(app_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(capsys)
+def gov(local_gov: Governed) -> Governed:
+    """conftest's `local_gov` (its `gov` is on fake-gcs-server): the commands' store."""
+    return local_gov
 
 
 def github_writes(gov: Governed) -> list[Call]:

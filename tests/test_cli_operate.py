@@ -29,7 +29,6 @@ from typing import Any
 
 import httpx
 import pytest
-from governor.cli import main
 from governor.commands.jsonify import iso
 from governor.decision import Reason
 from governor.events import Delivery
@@ -45,6 +44,7 @@ from governor.settings import AppSettings
 from governor.state import EmergencyFreeze, ReleaseState, deploy_failed
 from governor.store import Generation, ObjectStore, Precondition, StoredObject, open_store
 
+from tests.support.cli_world import Cli
 from tests.support.e2e import APP_ID, deployed_base, function_env, new_repo
 from tests.support.fake_github import Call, FakeGitHub
 from tests.support.governed import BASE_POLICY, DEPLOY_FILE, Governed, sha_for
@@ -59,46 +59,9 @@ WAIT_S = 60
 
 
 @pytest.fixture
-def app_env(
-    fake: FakeGitHub, local_store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    """The App's settings, as the functions have them, for the in-process commands."""
-    env = function_env(fake, local_store_url)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def gov(
-    fake: FakeGitHub, local_store_url: str, local_webhook: str, app_env: dict[str, str]
-) -> Iterator[Governed]:
-    """A new governed repository on the fake, served by the webhook on the local store."""
-    governed = new_repo(fake, local_store_url, local_webhook)
-    yield governed
-    assert fake.violations == [], "the governor made a request GitHub's description does not have"
-
-
-@dataclass
-class Cli:
-    """`governor` in-process: exit code, parsed `--json` output (None if none), stderr."""
-
-    capsys: pytest.CaptureFixture[str]
-
-    def __call__(self, *args: str) -> tuple[int, Any, str]:
-        code = main(["--json", *args])
-        out, err = self.capsys.readouterr()
-        return code, json.loads(out) if out.strip() else None, err
-
-    def text(self, *args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-
-@pytest.fixture
-def cli(app_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(capsys)
+def gov(local_gov: Governed) -> Governed:
+    """conftest's `local_gov` (its `gov` is on fake-gcs-server): the commands' store."""
+    return local_gov
 
 
 def subprocess_env(fake: FakeGitHub, store_url: str) -> dict[str, str]:

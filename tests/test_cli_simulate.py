@@ -19,49 +19,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from governor.cli import main
 from governor.commands.simulate import simulate_evaluation
 from governor.decision import RULES_VERSION
 from governor.events import Delivery
 from governor.flows import delivery as deliveries
 from governor.flows.context import Context
 from governor.flows.results import to_json
-from governor.github.api import GitHubApp, RepoApi
 from governor.ledger import DecisionRecord, Evaluation, Ledger, decision_key, state_key
 from governor.policy import POLICY_PATH
 from governor.replay import Replay
-from governor.settings import AppSettings
 from governor.state import EmergencyFreeze, ReleaseState, emergency_freeze_set, record_intent
 from governor.store import ABSENT, Generation, ObjectStore, Precondition, StoredObject, open_store
 
-from tests.support.e2e import APP_ID, deployed_base, function_env, new_repo
+from tests.support.cli_world import Cli
+from tests.support.e2e import deployed_base, new_repo
 from tests.support.fake_github import Call, FakeGitHub
 from tests.support.governed import BASE_POLICY, DEPLOY_FILE, Governed
-from tests.support.keys import rsa_key_pair
+from tests.support.world import in_process
 
 STORED_V1 = Path(__file__).parent / "fixtures" / "stored" / "v1"
 WRITES_TO_GITHUB_ALLOWED = {"apps/create-installation-access-token"}
 """The only request `--live` may make that is not a read: the App's installation token."""
 
 
-@dataclass
-class Cli:
-    capsys: pytest.CaptureFixture[str]
-
-    def __call__(self, *args: str) -> tuple[int, Any, str]:
-        """`governor --json ...`: exit code, parsed output (None if none), stderr."""
-        code = main(["--json", *args])
-        out, err = self.capsys.readouterr()
-        return code, json.loads(out) if out.strip() else None, err
-
-    def text(self, *args: str) -> tuple[int, str, str]:
-        code = main(list(args))
-        out, err = self.capsys.readouterr()
-        return code, out, err
-
-
 @pytest.fixture
 def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """conftest's `cli` without its `app_env`: only the live tests ask for that."""
     return Cli(capsys)
 
 
@@ -379,18 +362,6 @@ class WriteLandsFirst:
 
 
 @dataclass
-class Port:
-    app: GitHubApp
-    bot: str
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self.app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self.bot
-
-
-@dataclass
 class InProcess:
     """The flows in-process (as tests/test_flows.py runs them) on a `WriteLandsFirst`
     store; `other` writes to the same store as another process would."""
@@ -410,9 +381,7 @@ class InProcess:
 def inproc(fake: FakeGitHub, tmp_path: Path) -> Iterator[InProcess]:
     url = (tmp_path / "store").as_uri()
     store = WriteLandsFirst(open_store(url))
-    app = GitHubApp(fake.url, APP_ID, rsa_key_pair()[0], timeout_s=10)
-    settings = AppSettings(store_url=url, webhook_secret="s" * 32)
-    ctx = Context(settings, Ledger(store), Port(app, fake.bot_login), lambda: datetime.now(UTC))
+    ctx = in_process(fake, url, store=store)
     gov = new_repo(fake, url, "http://unused.invalid")
     yield InProcess(gov, ctx, store, Ledger(store.inner))
     assert fake.violations == []
@@ -486,14 +455,8 @@ def test_a_stale_intent_is_judged_and_kept_as_if_never_written(inproc: InProcess
 # -- live --------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def app_env(fake: FakeGitHub, local_store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in function_env(fake, local_store_url).items():
-        monkeypatch.setenv(name, value)
-
-
 def test_live_shows_what_would_happen_now_and_does_nothing(
-    gov: Governed, fake: FakeGitHub, cli: Cli, app_env: None
+    gov: Governed, fake: FakeGitHub, cli: Cli, app_env: dict[str, str]
 ) -> None:
     base = deployed_base(gov)
     low = gov.commit("low", ["src/app.py"])  # never verified: no record
@@ -539,7 +502,7 @@ def test_live_shows_what_would_happen_now_and_does_nothing(
 
 
 def test_live_says_so_when_there_is_nothing_to_decide(
-    gov: Governed, cli: Cli, app_env: None
+    gov: Governed, cli: Cli, app_env: dict[str, str]
 ) -> None:
     base = deployed_base(gov)
     side = "ab" * 20

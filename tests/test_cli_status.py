@@ -22,33 +22,20 @@ from governor.events import Delivery
 from governor.flows import delivery as deliveries
 from governor.flows.context import Context
 from governor.flows.results import to_json
-from governor.github.api import GitHubApp, RepoApi
+from governor.github.api import GitHubApp
 from governor.ledger import Ledger
-from governor.settings import AppSettings
 from governor.state import EmergencyFreeze, ReleaseState, emergency_freeze_set
 from governor.store import open_store
 
-from tests.support.e2e import APP_ID, deployed_base, new_repo
+from tests.support.e2e import deployed_base, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.governed import BASE_POLICY, DEPLOY_FILE, Governed
-from tests.support.keys import rsa_key_pair
+from tests.support.world import in_process
 
 GOVERNOR = str(Path(sys.executable).with_name("governor"))
 HOSTILE_PATH = "infra/\x1b[31mred\nevil.tf"
 """A HIGH path (infra/**) carrying an ANSI colour sequence and a newline."""
 HOSTILE_REASON = "incident \x1b]0;pwned\x07 \x1b[2J\nsecond line"
-
-
-@dataclass
-class Port:
-    app: GitHubApp
-    bot: str
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self.app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self.bot
 
 
 @dataclass
@@ -74,22 +61,12 @@ class World:
         return next(r for r in runs if r["inputs"] == {"sha": sha})
 
 
-@pytest.fixture(scope="module")
-def fake_and_app() -> Iterator[tuple[FakeGitHub, GitHubApp]]:
-    private, public = rsa_key_pair()
-    with FakeGitHub(app_id=APP_ID, public_key_pem=public) as fake:
-        yield fake, GitHubApp(fake.url, APP_ID, private, timeout_s=10)
-
-
 @pytest.fixture
-def world(fake_and_app: tuple[FakeGitHub, GitHubApp], tmp_path: Path) -> Iterator[World]:
-    fake, app = fake_and_app
+def world(fake: FakeGitHub, fake_app: GitHubApp, tmp_path: Path) -> Iterator[World]:
     url = (tmp_path / "store").as_uri()
     # The flows' clock is now (the command compares `until` with the real clock).
     now = [datetime.now(UTC).replace(microsecond=0)]
-    settings = AppSettings(store_url=url, webhook_secret="s" * 32)
-    ctx = Context(settings, Ledger(open_store(url)), Port(app, fake.bot_login), lambda: now[0])
-    yield World(fake, ctx, url, now)
+    yield World(fake, in_process(fake, url, now, app=fake_app), url, now)
     assert fake.violations == []
 
 

@@ -28,6 +28,7 @@ from tests.support.decision_pages import (
     tampered,
 )
 from tests.support.fake_github import FakeGitHub
+from tests.support.hostile_records import hostile, rendered
 
 PHONE = {"width": 390, "height": 844}
 HOLD_COLOUR = "rgb(154, 103, 0)"
@@ -211,8 +212,6 @@ def test_a_page_of_long_unbroken_strings_still_fits_a_phone(tab: Watched) -> Non
     """Every string an attacker (or a long SHA, repository or branch name) puts on the page
     wraps: 120 characters without a break point in every stored field, and no element is
     wider than the phone's screen."""
-    from tests.test_decision_page_render import hostile, rendered
-
     tab.page.set_content(rendered(*hostile("W" * 120)))
     assert "W" * 120 in tab.text("body")
     assert tab.page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]

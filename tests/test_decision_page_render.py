@@ -6,30 +6,21 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from governor import links
-from governor.ledger import ClaimEntry, DecisionRecord, Evaluation, Ledger, decision_key, state_key
+from governor.ledger import DecisionRecord, Evaluation, Ledger, decision_key, state_key
 from governor.page import endpoint, render, view
 from governor.settings import AppSettings
-from governor.state import (
-    Approval,
-    Dispatch,
-    EmergencyFreeze,
-    Failure,
-    Hold,
-    ReleaseState,
-)
+from governor.state import Dispatch, Failure, ReleaseState
 from governor.store import open_store, update
 
-NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
-SHA = "0123456789abcdef0123456789abcdef01234567"
-PROD = "f" * 40
-REPO_ID = 5001
+from tests.support.hostile_records import GITHUB, NOW, PROD, REPO_ID, SHA, hostile, rendered
+
 SECRET = "link-secret-for-tests-0123456789"
 PAYLOADS = (
     "<script>window.__pwned=1</script>",
@@ -61,7 +52,6 @@ ALLOWED_TAGS = {
     "strong",
     "br",
 }
-GITHUB = "https://github.com"
 
 
 class Page(HTMLParser):
@@ -95,82 +85,6 @@ class Page(HTMLParser):
 
     def hrefs(self) -> list[str]:
         return [str(attrs.get("href")) for tag, attrs in self.tags if tag == "a"]
-
-
-def hostile(payload: str) -> tuple[DecisionRecord, ReleaseState]:
-    """A record and a state with `payload` in every string an attacker can influence."""
-    inputs = {
-        "production_sha": PROD,
-        "trusted_policy": f"refs/heads/{payload}",
-        "decided_by": "trusted",
-        "risk": "HIGH",
-        "risk_unknown": False,
-        "high_paths": [f"{payload}.py", f"deploy/{payload}"],
-        "medium_paths": [f"docs/{payload}.md"],
-        "notes": [f"note {payload}"],
-        "degraded_labels": [payload],
-        "superseded_by": None,
-        "policy_problem": f"{payload}: unknown key",
-        "own_policy_problem": None,
-        f"future {payload}": [payload],
-    }
-    first = Evaluation(
-        at=NOW - timedelta(hours=1),
-        delivery=payload,
-        trigger=f"verified {payload}",
-        outcome="HOLD",
-        reason="high_risk_no_approval",
-        risk="HIGH",
-        detail=f"detail {payload}",
-        inputs=inputs,
-    )
-    latest = first.model_copy(
-        update={"at": NOW, "trigger": f"approval:{payload}", "reason": payload, "risk": payload}
-    )
-    claim = ClaimEntry(
-        guid=payload,
-        event=payload,
-        status="done",
-        owner=payload,
-        lease_until=NOW,
-        updated_at=NOW,
-    )
-    record = DecisionRecord(
-        repo_id=REPO_ID,
-        repo="octo/app",
-        sha=SHA,
-        evaluations=(first, latest),
-        total_evaluations=2,
-        claims={f"workflow-run-{REPO_ID}-777-1": claim, payload: claim},
-    )
-    state = ReleaseState(
-        repo_id=REPO_ID,
-        repo=payload,
-        production_sha=PROD,
-        production_at=NOW - timedelta(days=1),
-        dispatches=(
-            Dispatch(
-                sha=SHA,
-                intent_id=payload,
-                at=NOW - timedelta(minutes=5),
-                run_id=4242,
-                run_url=payload,
-                workflow=payload,
-                ref=payload,
-            ),
-        ),
-        failures={
-            SHA: Failure(sha=SHA, first_at=NOW, last_at=NOW, issue_number=17, conclusion=payload)
-        },
-        approvals={SHA: (Approval(sha=SHA, by=payload, at=NOW, via="label"),)},
-        holds={SHA: Hold(sha=SHA, reason=payload, at=NOW)},
-        emergency_freeze=EmergencyFreeze(reason=payload, by=payload, at=NOW),
-    )
-    return record, state
-
-
-def rendered(record: DecisionRecord, state: ReleaseState) -> str:
-    return render.render(view.build(record, state, NOW, GITHUB)).decode()
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)

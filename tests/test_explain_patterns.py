@@ -19,18 +19,17 @@ from governor.events import Delivery
 from governor.flows import delivery as deliveries
 from governor.flows.context import Context
 from governor.flows.results import to_json
-from governor.github.api import GitHubApp, RepoApi
-from governor.ledger import Ledger, decision_key
+from governor.github.api import GitHubApp
+from governor.ledger import decision_key
 from governor.page.patterns import pattern_for
 from governor.policy import Policy, parse_policy
 from governor.risk import ChangedFile, assess
-from governor.settings import AppSettings
 from governor.store import ABSENT, open_store
 
-from tests.support.e2e import APP_ID, deployed_base, new_repo
+from tests.support.e2e import deployed_base, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.governed import BASE_POLICY, Governed
-from tests.support.keys import rsa_key_pair
+from tests.support.world import in_process
 
 PATTERN_POLICY = (
     BASE_POLICY
@@ -49,18 +48,6 @@ LOW_HERE = ("infra/main.tf", "README.md")
 
 
 @dataclass
-class Port:
-    app: GitHubApp
-    bot: str
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self.app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self.bot
-
-
-@dataclass
 class World:
     fake: FakeGitHub
     ctx: Context
@@ -76,21 +63,11 @@ class World:
         return to_json(deliveries.handle(self.ctx, delivery))
 
 
-@pytest.fixture(scope="module")
-def fake_and_app() -> Iterator[tuple[FakeGitHub, GitHubApp]]:
-    private, public = rsa_key_pair()
-    with FakeGitHub(app_id=APP_ID, public_key_pem=public) as fake:
-        yield fake, GitHubApp(fake.url, APP_ID, private, timeout_s=10)
-
-
 @pytest.fixture
-def world(fake_and_app: tuple[FakeGitHub, GitHubApp], tmp_path: Path) -> Iterator[World]:
-    fake, app = fake_and_app
+def world(fake: FakeGitHub, fake_app: GitHubApp, tmp_path: Path) -> Iterator[World]:
     url = (tmp_path / "store").as_uri()
-    now = datetime.now(UTC).replace(microsecond=0)
-    settings = AppSettings(store_url=url, webhook_secret="s" * 32)
-    ctx = Context(settings, Ledger(open_store(url)), Port(app, fake.bot_login), lambda: now)
-    yield World(fake, ctx, url)
+    now = [datetime.now(UTC).replace(microsecond=0)]
+    yield World(fake, in_process(fake, url, now, app=fake_app), url)
     assert fake.violations == []
 
 

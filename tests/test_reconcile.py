@@ -22,9 +22,7 @@ from governor.flows import delivery as deliveries
 from governor.flows import reconcile
 from governor.flows.context import Context
 from governor.flows.results import FlowResult, to_json
-from governor.github.api import GitHubApp, RepoApi
-from governor.ledger import Ledger
-from governor.settings import AppSettings
+from governor.github.api import GitHubApp
 from governor.store import open_store
 
 from tests.support.counting_store import CountingStore
@@ -32,21 +30,10 @@ from tests.support.e2e import APP_ID, deployed_base, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.governed import BASE_POLICY, VERIFY_FILE, Governed, sha_for
 from tests.support.keys import rsa_key_pair
+from tests.support.world import app_for, in_process
 
 START = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
 _ids = itertools.count(1)
-
-
-@dataclass
-class Port:
-    app: GitHubApp
-    bot: str
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self.app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self.bot
 
 
 @dataclass
@@ -80,20 +67,13 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[World]:
     """A fake GitHub of its own: reconcile sweeps every repository of the installation."""
-    private, public = rsa_key_pair()
+    _private, public = rsa_key_pair()
     with FakeGitHub(app_id=APP_ID, public_key_pem=public) as fake:
         url = (tmp_path / "store").as_uri()
         store = CountingStore(open_store(url))
         now = [START]
-        app = GitHubApp(fake.url, APP_ID, private, timeout_s=10)
-        settings = AppSettings(store_url=url, webhook_secret="s" * 32)
-        ctx = Context(
-            settings,
-            Ledger(store),
-            Port(app, fake.bot_login),
-            lambda: now[0],
-            lease=timedelta(seconds=120),
-        )
+        app = app_for(fake)
+        ctx = in_process(fake, url, now, app=app, store=store)
         yield World(fake, app, ctx, store, now, url)
         assert fake.violations == []
 

@@ -26,17 +26,16 @@ from governor.flows import delivery as deliveries
 from governor.flows import reconcile
 from governor.flows.context import Context
 from governor.flows.results import to_json
-from governor.github.api import GitHubApp, RepoApi
+from governor.github.api import GitHubApp
 from governor.ledger import Ledger
-from governor.settings import AppSettings
 from governor.store import open_store
 
-from tests.support.e2e import APP_ID, deployed_base, function_env, new_repo
+from tests.support.cli_world import Cli
+from tests.support.e2e import deployed_base, new_repo
 from tests.support.fake_github import FakeGitHub
 from tests.support.governed import Governed
-from tests.support.keys import rsa_key_pair
+from tests.support.world import app_for, in_process
 from tests.test_cli_operate import (
-    Cli,
     dispatch_calls,
     latest,
     local_identity,
@@ -48,39 +47,9 @@ from tests.test_cli_operate import (
 
 
 @pytest.fixture
-def app_env(
-    fake: FakeGitHub, local_store_url: str, monkeypatch: pytest.MonkeyPatch
-) -> dict[str, str]:
-    env = function_env(fake, local_store_url)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return env
-
-
-@pytest.fixture
-def gov(
-    fake: FakeGitHub, local_store_url: str, local_webhook: str, app_env: dict[str, str]
-) -> Iterator[Governed]:
-    governed = new_repo(fake, local_store_url, local_webhook)
-    yield governed
-    assert fake.violations == [], "the governor made a request GitHub's description does not have"
-
-
-@pytest.fixture
-def cli(app_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> Cli:
-    return Cli(capsys)
-
-
-@dataclass
-class Port:
-    app: GitHubApp
-    bot: str
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self.app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self.bot
+def gov(local_gov: Governed) -> Governed:
+    """conftest's `local_gov` (its `gov` is on fake-gcs-server): the commands' store."""
+    return local_gov
 
 
 @dataclass
@@ -108,13 +77,11 @@ class Clocked:
 
 @pytest.fixture
 def clocked(fake: FakeGitHub, tmp_path: Path) -> Iterator[Clocked]:
-    private, _public = rsa_key_pair()
-    app = GitHubApp(fake.url, APP_ID, private, timeout_s=10)
+    app = app_for(fake)
     url = (tmp_path / "store").as_uri()
     # The clock starts now: the command's `--until` is checked against the real clock.
     now = [datetime.now(UTC).replace(microsecond=0)]
-    settings = AppSettings(store_url=url, webhook_secret="s" * 32)
-    ctx = Context(settings, Ledger(open_store(url)), Port(app, fake.bot_login), lambda: now[0])
+    ctx = in_process(fake, url, now, app=app)
     yield Clocked(new_repo(fake, url, "http://unused.invalid"), ctx, app, now)
     assert fake.violations == []
 

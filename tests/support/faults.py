@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,16 @@ import httpx
 from governor import crashpoints
 from governor.flows import reconcile
 from governor.flows.context import Context
-from governor.github.api import GitHubApp, RepoApi
+from governor.github.api import GitHubApp
 from governor.ledger import DEFAULT_LEASE, Evaluation, Ledger, state_key
-from governor.settings import AppSettings
 from governor.state import ReleaseState
 from governor.store import open_store, update
 
-from tests.support.e2e import APP_ID, SECRET, function_env
+from tests.support.e2e import function_env
 from tests.support.fake_github import FakeGitHub
 from tests.support.functions_server import Served, kill_hard, serve_function
 from tests.support.governed import Governed
-from tests.support.keys import rsa_key_pair
+from tests.support.world import app_for, in_process
 
 STATUS_CONTEXT = "release-governor"
 GOVERNOR_ERROR = "governor_error"
@@ -184,18 +183,6 @@ LEASE_PASSED = DEFAULT_LEASE + timedelta(seconds=1)
 
 
 @dataclass
-class _Port:
-    app: GitHubApp
-    bot: str
-
-    def repo(self, installation_id: int, full_name: str) -> RepoApi:
-        return self.app.repo(installation_id, full_name)
-
-    def bot_login(self) -> str:
-        return self.bot
-
-
-@dataclass
 class Reconciler:
     """`governor.flows.reconcile.run` in this process, on the function's store and GitHub,
     with the real clock (the records it must find old were aged on the store)."""
@@ -205,17 +192,8 @@ class Reconciler:
 
     @classmethod
     def on(cls, fake: FakeGitHub, store_url: str) -> Reconciler:
-        private, _public = rsa_key_pair()
-        app = GitHubApp(fake.url, APP_ID, private, timeout_s=30)
-        settings = AppSettings(store_url=store_url, webhook_secret=SECRET)
-        ctx = Context(
-            settings,
-            Ledger(open_store(store_url)),
-            _Port(app, fake.bot_login),
-            lambda: datetime.now(UTC),
-            lease=DEFAULT_LEASE,
-        )
-        return cls(ctx, app)
+        app = app_for(fake, timeout_s=30)
+        return cls(in_process(fake, store_url, app=app), app)
 
     def redeliver(self) -> dict[str, Any]:
         """Only the redelivery step (no repository is swept)."""

@@ -137,37 +137,31 @@ def approve(
     result = approval.by_operator(
         governor.context, repo, sha, by=who.by, why=why, identity=who.identity
     )
-    if isinstance(result, Ignored):
+
+    def answer(
+        kind: str,
+        detail: str | None,
+        outcome: str | None = None,
+        decided: str | None = None,
+        dispatch: str | None = None,
+    ) -> ApproveResult:
         return ApproveResult(
-            repo.full_name, sha, who.by, who.identity, why, None, None, "ignored", result.why, None
+            repo.full_name, sha, who.by, who.identity, why, outcome, decided, kind, detail, dispatch
         )
+
+    if isinstance(result, Ignored):
+        return answer("ignored", result.why)
     assert isinstance(result, Evaluated)
     if result.kind is Kind.IN_PRODUCTION:
-        return ApproveResult(
-            repo.full_name,
-            sha,
-            who.by,
-            who.identity,
-            why,
-            None,
-            None,
-            Kind.IN_PRODUCTION.value,
-            IN_PRODUCTION_DETAIL.format(sha=sha[:7]),
-            None,
-        )
+        return answer(Kind.IN_PRODUCTION.value, IN_PRODUCTION_DETAIL.format(sha=sha[:7]))
     record = governor.context.ledger.read_decision(repo.id, sha)
     latest = record.latest if record is not None else None
-    return ApproveResult(
-        repo.full_name,
-        sha,
-        who.by,
-        who.identity,
-        why,
-        result.decision.value if result.decision else None,
-        result.reason,
+    return answer(
         result.kind.value,
         latest.detail if latest is not None and result.decision is not None else None,
-        result.dispatch,
+        outcome=result.decision.value if result.decision else None,
+        decided=result.reason,
+        dispatch=result.dispatch,
     )
 
 

@@ -20,6 +20,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -28,7 +29,9 @@ import boto3
 import pytest
 from governor import cli as cli_module
 from governor.cli import main
+from governor.flows import approval as approval_flow
 from governor.ledger import Ledger, state_key
+from governor.state import Approval, new_state
 from governor.store import ABSENT, credentials_identity, open_store
 from governor.store.local import LOCK_NAME
 from governor.store.s3 import S3Store
@@ -155,6 +158,21 @@ def test_approve_of_the_sha_in_production_exits_0_and_writes_and_posts_nothing(
     )
     assert snapshot(gov.store_url) == before
     assert len(github_writes(gov)) == posted
+
+
+def test_an_approval_is_dropped_in_the_write_when_its_sha_reached_production_meanwhile() -> None:
+    """`by_operator` reads the state first, then writes through `_unless_in_production`: a
+    SHA that reached production between that read and the write gets no approval."""
+    now = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+    sha, other = "a" * 40, "b" * 40
+    approval = Approval(sha=sha, by="op", at=now, via="cli", reason="ship it")
+    write = approval_flow._unless_in_production(approval, now)
+
+    deployed = new_state(1, "octo/app").model_copy(update={"production_sha": sha})
+    assert write(deployed) is deployed  # unchanged: the ledger writes nothing
+
+    elsewhere = new_state(1, "octo/app").model_copy(update={"production_sha": other})
+    assert write(elsewhere).approvals_for(sha) == (approval,)
 
 
 # -- 2. exit 75: another governor write in progress -------------------------------------

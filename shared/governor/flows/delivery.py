@@ -43,7 +43,7 @@ def route(ctx: Context, event: Event, guid: str) -> FlowResult:
 
     A flow's module is imported with the first event that needs it: an instance loads
     only the flows it serves (one whose deliveries are deploy outcomes and pull requests
-    never loads the verification flow and the rules behind it)."""
+    never loads the verification flow)."""
     repo = repo_of(ctx, event)
     if isinstance(event, WorkflowRunCompleted):
         if event.workflow_run.event == "workflow_dispatch":

@@ -50,12 +50,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 from unittest import mock
 
+import msgspec
 from governor.flows import reconcile
 from governor.ledger import Ledger
 from governor.reconcile_cursor import CURSOR_KEY, POLICY_REFRESH, VERIFY_WINDOW
@@ -287,7 +288,7 @@ def one_run(
         max_repos=settings.reconcile_max_repos,
         max_redeliveries=settings.reconcile_max_redeliveries,
     )
-    ctx = replace(governor.context, clock=clock)
+    ctx = msgspec.structs.replace(governor.context, clock=clock)
     fake.reset_request_counts()
     with fake.lock:
         first_call = len(fake.calls)

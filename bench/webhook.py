@@ -76,8 +76,8 @@ GOAL_COLD_START = 1.1
 INSTRUMENTED_LATENCY_S = 0.1
 GITHUB_HEADERS = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
 DEPENDENCIES = (
-    "functions_framework, flask, httpx, pydantic, pydantic_settings, yaml, pathspec, jwt, "
-    "cryptography, google.cloud.storage"
+    "functions_framework, flask, httpx, pydantic, pydantic_settings, msgspec, yaml, pathspec, "
+    "jwt, cryptography, google.cloud.storage"
 )
 
 Payload = dict[str, Any]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from typing import Any
 
+import msgspec
 import pytest
 from governor.decision import Outcome, Reason, decide, governor_error
 from governor.policy import PolicyProblem
@@ -377,7 +377,7 @@ def test_never_allows_unknown_risk_without_an_approval(i: Any) -> None:
 @given(any_inputs())
 def test_an_approval_never_turns_allow_into_hold(i: Any) -> None:
     before = decide(i)
-    after = decide(dataclasses.replace(i, approvals=(*i.approvals, approval(SHA, "late"))))
+    after = decide(msgspec.structs.replace(i, approvals=(*i.approvals, approval(SHA, "late"))))
     if before.allowed:
         assert after.allowed
 

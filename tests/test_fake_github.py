@@ -596,7 +596,7 @@ def test_a_run_of_another_event_is_listed_but_not_as_a_dispatch(
 
 
 def test_a_rerun_is_the_next_attempt_of_the_same_run(
-    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo
+    fake: FakeGitHub, gh: httpx.Client, repo: FakeRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     repo.add_commit(sha(1), files=[])
     repo.add_workflow("deploy.yml", name="Deploy", workflow_id=55)
@@ -606,7 +606,8 @@ def test_a_rerun_is_the_next_attempt_of_the_same_run(
     assert first["workflow_run"]["previous_attempt_url"] is None
     started_first = first["workflow_run"]["run_started_at"]
 
-    time.sleep(1.1)  # timestamps have whole seconds
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 2)  # timestamps have whole seconds
     assert repo.rerun(1000, actor="mona") == 2
     run = gh.get(f"{R}/actions/runs/1000").json()
     assert (run["id"], run["run_attempt"], run["run_number"]) == (1000, 2, 1)

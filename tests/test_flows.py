@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from governor.flows.results import FlowResult, to_json
 from governor.github.api import GitHubApp, RepoApi
 from governor.ledger import Ledger
 from governor.settings import AppSettings
-from governor.store import open_store
+from governor.store import Generation, WriteContention, open_store
 
 from tests.support.counting_store import CountingStore
 from tests.support.e2e import APP_ID, deployed_base, new_repo
@@ -134,6 +135,81 @@ def test_an_allow_takes_three_round_trips_and_four_writes(world: World) -> None:
     assert world.port.round_trips() <= 3, world.port.calls  # the wave, dispatch, status
     assert sum(world.store.writes().values()) <= 4, world.store.writes()
     assert world.state_writes() <= 2, world.store.writes()  # the intent, the run id
+
+
+def test_the_claim_is_written_while_the_reads_are_in_flight(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The verification's wave goes out before its claim is written: the claim's write
+    waits until GitHub has answered a read about the SHA, and the delivery still ends in
+    one ALLOW, with the same writes and round trips."""
+    deployed_base(world.gov)
+    sha = world.gov.commit("early-reads", ["src/app.py"])
+    put, read_before_claim = world.store.put, []
+
+    def read_about_sha() -> bool:
+        with world.gov.fake.lock:
+            return any(sha in c.path or sha in str(c.query) for c in world.gov.fake.calls)
+
+    def put_after_a_read(key: str, data: bytes, **kwargs: Any) -> Generation:
+        if key.startswith("decisions/") and not read_before_claim:  # the claim
+            for _ in range(500):
+                if read_about_sha():
+                    break
+                time.sleep(0.01)
+            read_before_claim.append(read_about_sha())
+        return put(key, data, **kwargs)
+
+    monkeypatch.setattr(world.store, "put", put_after_a_read)
+    result = to_json(world.deliver(world.gov.verified(sha)))
+
+    assert read_before_claim == [True]
+    assert result["decision"] == "ALLOW", result
+    assert world.port.round_trips() <= 3, world.port.calls
+    assert sum(world.store.writes().values()) <= 4, world.store.writes()
+
+
+def test_the_status_goes_out_with_the_run_write_and_a_lost_run_write_is_recovered(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the dispatch, the run's write and the status are made together: the status is
+    out even though the run's write fails (it waits for the status, then fails), and the
+    intent left without its run is recovered by the redelivery once the lease is over,
+    with no second dispatch."""
+    deployed_base(world.gov)
+    sha = world.gov.commit("together", ["src/app.py"])
+    payload = world.gov.verified(sha)
+    put, state_puts = world.store.put, []
+
+    def put_losing_the_run(key: str, data: bytes, **kwargs: Any) -> Generation:
+        if key.endswith("/state.json"):
+            state_puts.append(key)
+            if len(state_puts) == 2:  # the intent's, then the run's
+                for _ in range(500):  # a concurrent status arrives in milliseconds
+                    if world.gov.our_statuses(sha):
+                        break
+                    time.sleep(0.01)
+                raise WriteContention(key, 0)
+        return put(key, data, **kwargs)
+
+    monkeypatch.setattr(world.store, "put", put_losing_the_run)
+    with pytest.raises(WriteContention):
+        world.deliver(payload)
+
+    assert [s["state"] for s in world.gov.our_statuses(sha)] == ["success"]
+    live = world.ctx.ledger.read_state(world.gov.repo.repo_id, world.gov.repo.full_name)
+    dispatched = live.dispatch_for(sha)
+    assert dispatched is not None and dispatched.run_id is None
+    monkeypatch.undo()
+
+    world.later(world.ctx.lease)
+    recovered = to_json(world.deliver(payload))
+
+    assert recovered["result"] == "dispatch_recovered", recovered
+    assert len([d for d in world.gov.dispatches() if d["inputs"] == {"sha": sha}]) == 1
+    after = world.ctx.ledger.read_state(world.gov.repo.repo_id, world.gov.repo.full_name)
+    dispatched = after.dispatch_for(sha)
+    assert dispatched is not None and dispatched.run_id == governor_run(world, sha)
 
 
 def test_a_hold_takes_two_round_trips_and_three_writes(world: World) -> None:

@@ -183,7 +183,7 @@ class Case:
 
 
 def _fields(facts: Facts) -> dict[str, Any]:
-    return {name: getattr(facts, name) for name in Facts.__dataclass_fields__}
+    return {name: getattr(facts, name) for name in Facts.__struct_fields__}
 
 
 @st.composite

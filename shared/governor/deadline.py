@@ -24,8 +24,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 GRACE_S: Final = 1.0
 """How long the writes on the way out of a cut request (the claim's release) may still take."""
@@ -44,8 +45,7 @@ class DeadlineExceeded(Exception):
         self.budget_s = budget_s
 
 
-@dataclass(slots=True)
-class _Budget:
+class _Budget(msgspec.Struct):
     seconds: float
     expires_at: float  # time.monotonic()
     grace_s: float
@@ -116,8 +116,7 @@ def check(what: str = "", *, grace: bool = False) -> None:
         raise exceeded(what)
 
 
-@dataclass(frozen=True, slots=True)
-class Limit:
+class Limit(msgspec.Struct, frozen=True):
     """A wait of at most some timeout, or less if the request's deadline comes first."""
 
     ends_at: float  # time.monotonic()

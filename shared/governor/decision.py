@@ -6,10 +6,11 @@ decides. Reason codes are API: they appear in statuses, records and the CLI.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
+
+import msgspec
 
 from governor.freeze import Freeze, freeze_at
 from governor.policy import ApprovalMode, Policy, PolicyProblem
@@ -55,8 +56,7 @@ class Reason(StrEnum):
     """An operator rolled production back to a SHA that was in production before."""
 
 
-@dataclass(frozen=True, slots=True)
-class DecisionInputs:
+class DecisionInputs(msgspec.Struct, frozen=True):
     sha: str
     policy: Policy | PolicyProblem | None
     """None: the repository has no policy file, so it has not opted in."""
@@ -72,8 +72,7 @@ class DecisionInputs:
     """`governor freeze --all`: one freeze for every repository."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(msgspec.Struct, frozen=True):
     outcome: Outcome
     reason: Reason
     risk: Risk | None
@@ -205,8 +204,7 @@ def decide(inputs: DecisionInputs) -> Decision:  # noqa: PLR0911, PLR0912  (one 
     return _hold(Reason.HIGH_RISK_NO_APPROVAL, inputs, "high-risk change needs an approval")
 
 
-@dataclass(frozen=True, slots=True)
-class RollbackInputs:
+class RollbackInputs(msgspec.Struct, frozen=True):
     target: str
     """The SHA to roll back to: it must have been in production."""
     policy: Policy | PolicyProblem | None

@@ -10,9 +10,10 @@ created after the intent was written, with the SHA in its run-name.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
+
+import msgspec
 
 from governor.state import Dispatch
 
@@ -20,8 +21,7 @@ CLOCK_SKEW: Final = timedelta(seconds=60)
 """GitHub's clock against ours: a run created this much before the intent still counts."""
 
 
-@dataclass(frozen=True, slots=True)
-class RunInfo:
+class RunInfo(msgspec.Struct, frozen=True):
     """What the governor reads of a workflow run, from a webhook or from the REST API."""
 
     id: int

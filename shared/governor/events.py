@@ -7,10 +7,10 @@ import hmac
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 MAX_BODY_BYTES: Final = 25 * 1024 * 1024
@@ -48,8 +48,7 @@ def verify_signature(secrets: Sequence[bytes], body: bytes, header: str | None) 
         raise InvalidDelivery(401, "X-Hub-Signature-256 does not match the body and webhook secret")
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(msgspec.Struct, frozen=True):
     guid: str
     event: str
     payload: dict[str, Any]
@@ -232,8 +231,7 @@ Event = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Ignored:
+class Ignored(msgspec.Struct, frozen=True):
     why: str
 
 

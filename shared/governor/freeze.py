@@ -7,9 +7,10 @@ window keeps its wall-clock edges: it is an hour shorter or longer in real time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
+
+import msgspec
 
 from governor.policy import FreezePolicy, WeeklyWindow
 
@@ -17,8 +18,7 @@ _DAY_MINUTES: Final = 24 * 60
 _MAX_CHAIN: Final = 64  # adjoining windows followed to find the real end; a week has fewer
 
 
-@dataclass(frozen=True, slots=True)
-class Freeze:
+class Freeze(msgspec.Struct, frozen=True):
     reason: str
     until: datetime | None
     """When the freeze ends (UTC); None for an emergency freeze with no end set."""

@@ -13,11 +13,11 @@ guessing, and the caller gathers once more on that state.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
+
+import msgspec
 
 from governor.decision import Decision, DecisionInputs, Outcome, decide
 from governor.policy import Policy, PolicyProblem
@@ -38,8 +38,7 @@ _TRUSTED_ONLY: Final = (
 """Keys only the trusted policy decides; the SHA's own values for them are not used."""
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """Everything gathered from GitHub for one SHA; fixed while the decision is made."""
 
     sha: str
@@ -65,8 +64,7 @@ class StaleFacts(Exception):
     """The state has moved on in a way the gathered facts do not cover: gather again."""
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True):
     decision: Decision
     risk: RiskAssessment
     """The risk under the policy whose decision is reported."""
@@ -140,7 +138,7 @@ def judge(facts: Facts, state: ReleaseState) -> Verdict:
             facts.now,
             global_freeze=facts.global_freeze,
         )
-        return dataclasses.replace(verdict, decision=_own(decide(inputs)), decided_by="own")
+        return msgspec.structs.replace(verdict, decision=_own(decide(inputs)), decided_by="own")
     if not isinstance(own, Policy) or not own.enabled:
         return verdict  # removing or disabling its own policy adds no restriction
     restricted = own.model_copy(update={key: getattr(trusted, key) for key in _TRUSTED_ONLY})
@@ -151,7 +149,7 @@ def judge(facts: Facts, state: ReleaseState) -> Verdict:
     )
     if not stricter:
         return verdict
-    return dataclasses.replace(
+    return msgspec.structs.replace(
         verdict, decision=_own(own_decision), risk=own_risk, decided_by="own"
     )
 
@@ -193,7 +191,7 @@ def _decide_under(
     if state.production_sha is None:
         risk = _noted(risk, "first deploy: the risk of this SHA's own change")
     elif change.status == "diverged":
-        risk = _noted(dataclasses.replace(risk, level=Risk.HIGH), DIVERGED_NOTE)
+        risk = _noted(msgspec.structs.replace(risk, level=Risk.HIGH), DIVERGED_NOTE)
     label = policy.degraded.issue_label
     degraded = (
         policy.degraded.manual
@@ -215,10 +213,10 @@ def _decide_under(
 
 
 def _noted(risk: RiskAssessment, note: str) -> RiskAssessment:
-    return dataclasses.replace(risk, notes=(*risk.notes, note))
+    return msgspec.structs.replace(risk, notes=(*risk.notes, note))
 
 
 def _own(decision: Decision) -> Decision:
     if decision.outcome is Outcome.ALLOW:
         return decision
-    return dataclasses.replace(decision, detail=f"this SHA's own policy: {decision.detail}")
+    return msgspec.structs.replace(decision, detail=f"this SHA's own policy: {decision.detail}")

@@ -22,18 +22,20 @@ import contextlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
-from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
 from governor.replay import FileChange, Replay
 from governor.state import EmergencyFreeze, Lift, Lifted, ReleaseState, lift_recorded, new_state
 from governor.store import LastRead, ObjectStore, PreconditionFailed, update
 from governor.store.envelope import new_token
+
+if TYPE_CHECKING:
+    from governor.reconcile_cursor import ReconcileCursor
 
 DEFAULT_LEASE: Final = timedelta(seconds=120)
 """Longer than a webhook is processed (GitHub gives up after 10 s), short enough to retry soon."""
@@ -93,8 +95,7 @@ class ClaimStatus(StrEnum):
     """Processed already; `outcome` is what was recorded."""
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True):
     status: ClaimStatus
     owner: str
     lease_until: datetime
@@ -103,8 +104,7 @@ class Claim:
     """Claimed after another instance's lease expired: its work may be half done."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClaimSite:
+class ClaimSite(msgspec.Struct, frozen=True):
     """Where a claim lives, so that finishing it can ride in a write the work needs anyway:
     a verification's claim sits in its SHA's decision record (done + evaluation: one
     write), a deploy outcome's in the run record, anything else in its own record."""
@@ -423,6 +423,9 @@ class Ledger:
     def read_cursor(self) -> tuple[ReconcileCursor, LastRead]:
         """The cursor, and the read to pass to `update_cursor` (which then reads again only
         if another reconcile wrote meanwhile)."""
+        # Imported here: only reconcile reads the cursor, a webhook's cold start does not.
+        from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
+
         current = self.store.get(CURSOR_KEY)
         if current is None:
             return ReconcileCursor(), LastRead(None)
@@ -432,6 +435,7 @@ class Ledger:
         self, fn: Callable[[ReconcileCursor], ReconcileCursor], last_read: LastRead | None = None
     ) -> ReconcileCursor:
         """Apply `fn` to the newest cursor (again on a conflict with another reconcile)."""
+        from governor.reconcile_cursor import CURSOR_KEY, ReconcileCursor
 
         def apply(old: bytes | None) -> bytes:
             before = ReconcileCursor() if old is None else ReconcileCursor.model_validate_json(old)

@@ -14,10 +14,11 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 from urllib.parse import urlencode
+
+import msgspec
 
 VERSION: Final = "v1"
 SKEW: Final = timedelta(minutes=5)
@@ -29,8 +30,7 @@ _SIG: Final = re.compile(r"[0-9a-f]{64}")
 PARAMS: Final = ("repo", "sha", "exp", "sig")
 
 
-@dataclass(frozen=True, slots=True)
-class LinkTarget:
+class LinkTarget(msgspec.Struct, frozen=True):
     """What a valid link points at."""
 
     repo_id: int

@@ -19,8 +19,9 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Final, ParamSpec, TypeVar
+
+import msgspec
 
 _FIELDS: Final = ("repo", "sha", "delivery", "event", "decision", "reason", "status", "key")
 _PROJECT_VARIABLES: Final = ("GOOGLE_CLOUD_PROJECT", "GCP_PROJECT")
@@ -33,8 +34,7 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-@dataclass(frozen=True, slots=True)
-class Trace:
+class Trace(msgspec.Struct, frozen=True):
     trace_id: str
     """32 lowercase hex digits, not all zero."""
     span_id: str | None

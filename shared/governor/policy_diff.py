@@ -10,8 +10,9 @@ pull requests (`flows/policy_review.py`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Final, Literal
+
+import msgspec
 
 from governor.policy import ApprovalMode, Mode, Permission, Policy
 
@@ -25,8 +26,7 @@ TRUSTED_ONLY: Final = frozenset(
 """With every `approval.*` key: decided by the trusted policy alone."""
 
 
-@dataclass(frozen=True, slots=True)
-class Difference:
+class Difference(msgspec.Struct, frozen=True):
     key: str
     trusted: Any
     file: Any

@@ -26,10 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from governor.decision import RULES_VERSION, Decision
@@ -296,8 +296,7 @@ def decide_again(replay: Replay) -> tuple[Verdict, Facts]:
     return judge(facts, state_of(replay)), facts
 
 
-@dataclass(frozen=True, slots=True)
-class Difference:
+class Difference(msgspec.Struct, frozen=True):
     """One field the decision made again does not reproduce."""
 
     field: str

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from enum import StrEnum
+
+import msgspec
 
 from governor.policy import POLICY_PATH, Policy
 
@@ -15,8 +16,7 @@ class Risk(StrEnum):
     HIGH = "HIGH"
 
 
-@dataclass(frozen=True, slots=True)
-class ChangedFile:
+class ChangedFile(msgspec.Struct, frozen=True):
     """One entry of GitHub's compare `files`: a rename carries its old name too."""
 
     filename: str
@@ -24,8 +24,7 @@ class ChangedFile:
     previous_filename: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RiskAssessment:
+class RiskAssessment(msgspec.Struct, frozen=True):
     level: Risk
     unknown: bool = False
     """True when the file list is not whole (GitHub truncated it, or it could not be fetched)."""
@@ -33,11 +32,10 @@ class RiskAssessment:
     medium_paths: tuple[str, ...] = ()
     policy_changed: bool = False
     files_considered: int = 0
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Comparison:
+class Comparison(msgspec.Struct, frozen=True):
     """GitHub's compare of BASE...HEAD: how head relates to base, and what it changes."""
 
     status: str

@@ -1,7 +1,7 @@
 """The `governor` command's commands: the read-only ones, replay, and `operate` (approve,
 rollback, freeze, degraded: the ones that change what the gate does).
 
-Each command returns a typed result (frozen dataclasses); `governor.cli` parses arguments,
+Each command returns a typed result (frozen structs); `governor.cli` parses arguments,
 calls the command and renders its result as text (`render`) or JSON (`jsonify`). Errors a
 user can act on are raised as `CommandError`, with the exit status they mean.
 """

@@ -9,9 +9,10 @@ Read-only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
+
+import msgspec
 
 from governor.commands import EXIT_ERROR, EXIT_POLICY_INVALID, CommandError, repos
 from governor.commands.hints import hold_hint, reason_anchor
@@ -23,8 +24,7 @@ from governor.state import ReleaseState
 from governor.store import ObjectStore
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvaluation:
+class StoredEvaluation(msgspec.Struct, frozen=True):
     at: datetime
     trigger: str
     delivery: str | None
@@ -37,8 +37,7 @@ class StoredEvaluation:
     """As the verification flow recorded them (docs/cli.md lists the keys)."""
 
 
-@dataclass(frozen=True, slots=True)
-class RiskPath:
+class RiskPath(msgspec.Struct, frozen=True):
     path: str
     risk: Literal["HIGH", "MEDIUM"]
     pattern: str | None
@@ -49,8 +48,7 @@ class RiskPath:
     does not class the path so."""
 
 
-@dataclass(frozen=True, slots=True)
-class Explanation:
+class Explanation(msgspec.Struct, frozen=True):
     repo_id: int
     repo: str
     sha: str

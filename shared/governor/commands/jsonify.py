@@ -1,12 +1,13 @@
-"""Results as JSON values: dataclasses to objects, datetimes to ISO 8601 (UTC, `Z`)."""
+"""Results as JSON values: structs to objects, datetimes to ISO 8601 (UTC, `Z`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import msgspec
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -16,9 +17,11 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def to_json(value: Any) -> Any:
-    """A JSON-serialisable copy of `value` (a result dataclass and what it holds)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    """A JSON-serialisable copy of `value` (a result struct and what it holds)."""
+    if isinstance(value, msgspec.Struct):
+        # Field names in field order (`msgspec.structs.fields` would also resolve the
+        # annotations, some of which name types imported for type checking only).
+        return {name: to_json(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, datetime):
         return iso(value)
     if isinstance(value, enum.Enum):

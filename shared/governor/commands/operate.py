@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import getpass
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final, Literal
+
+import msgspec
 
 from governor.commands import EXIT_ERROR, EXIT_HELD, EXIT_USAGE, CommandError, repos
 from governor.decision import Outcome
@@ -33,8 +34,7 @@ MAX_FREEZE: Final = timedelta(days=90)
 IN_PRODUCTION_DETAIL: Final = "{sha} is in production already: nothing to approve"
 
 
-@dataclass(frozen=True, slots=True)
-class Operator:
+class Operator(msgspec.Struct, frozen=True):
     by: str
     identity: str | None
     """Who the store's credentials belong to, where the backend can tell."""
@@ -97,8 +97,7 @@ def parse_until(text: str | None, now: datetime) -> datetime | None:
 # -- approve -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ApproveResult:
+class ApproveResult(msgspec.Struct, frozen=True):
     repo: str
     sha: str
     by: str
@@ -178,8 +177,7 @@ def _full_sha(store: ObjectStore, repo_id: int, text: str) -> str:
 # -- rollback ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class RollbackResult:
+class RollbackResult(msgspec.Struct, frozen=True):
     repo: str
     target: str
     from_sha: str | None
@@ -242,8 +240,7 @@ def rollback(
 # -- freeze and degraded -----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class DeclaredResult:
+class DeclaredResult(msgspec.Struct, frozen=True):
     what: Literal["freeze", "degraded"]
     scope: str
     """owner/name, or `all` for the freeze of every repository."""

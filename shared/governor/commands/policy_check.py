@@ -11,9 +11,9 @@ decides, applies only once the file is the trusted policy (docs/policy.md).
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from typing import Any, Final
+
+import msgspec
 
 from governor.commands import EXIT_ERROR, CommandError, repos
 from governor.flows.context import Trusted, read_trusted
@@ -47,15 +47,13 @@ DEFAULT_FILE: Final = POLICY_PATH
 KEYS_DOC: Final = "docs/policy.md#keys"
 
 
-@dataclass(frozen=True, slots=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True):
     key: str
     message: str
     fix: str
 
 
-@dataclass(frozen=True, slots=True)
-class TrustedComparison:
+class TrustedComparison(msgspec.Struct, frozen=True):
     repo_id: int
     repo: str
     production_sha: str | None
@@ -69,8 +67,7 @@ class TrustedComparison:
     """Some difference relaxes (or may relax) the rules: exit 3."""
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyCheck:
+class PolicyCheck(msgspec.Struct, frozen=True):
     source: str
     valid: bool
     problem: Problem | None
@@ -171,4 +168,4 @@ def check_against(
     file = parse(text)
     policy = file if isinstance(file, Policy) else None
     against = compare(policy, trusted, repo.id, repo.full_name, production_sha)
-    return dataclasses.replace(checked, against=against)
+    return msgspec.structs.replace(checked, against=against)

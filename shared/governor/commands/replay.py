@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Final
 
 import httpx
+import msgspec
 
 from governor import __version__
 from governor.commands import EXIT_ERROR, EXIT_USAGE, CommandError
@@ -23,8 +23,7 @@ _GUID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
 MAX_ANSWER_CHARS: Final = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
+class ReplayResult(msgspec.Struct, frozen=True):
     url: str
     event: str
     delivery: str

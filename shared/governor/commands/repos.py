@@ -8,9 +8,9 @@ for a command). Names compare case-insensitively, as GitHub's do.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, TypeVar
 
+import msgspec
 from pydantic import BaseModel, ValidationError
 
 from governor.commands import EXIT_ERROR, EXIT_USAGE, CommandError
@@ -30,8 +30,7 @@ _STATE_KEY: Final = re.compile(r"repos/([0-9]+)/state\.json")
 _Model = TypeVar("_Model", bound=BaseModel)
 
 
-@dataclass(frozen=True, slots=True)
-class RepoRef:
+class RepoRef(msgspec.Struct, frozen=True):
     """How a repository was asked for: by id, or by `owner/name`."""
 
     id: int | None

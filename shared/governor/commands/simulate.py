@@ -17,9 +17,11 @@ nothing dispatched.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
+
+import msgspec
+from msgspec.structs import replace
 
 from governor import messages
 from governor.commands import (
@@ -56,8 +58,7 @@ NOT_REPRODUCIBLE_FAIL_CLOSED = "a fail-closed hold: the governor failed, the rul
 NOT_REPRODUCIBLE_LEGACY = "recorded before evaluations kept their inputs (no replay data)"
 
 
-@dataclass(frozen=True, slots=True)
-class Decided:
+class Decided(msgspec.Struct, frozen=True):
     outcome: str
     reason: str
     risk: str | None
@@ -65,8 +66,7 @@ class Decided:
     until: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class Simulated:
+class Simulated(msgspec.Struct, frozen=True):
     """One stored evaluation, decided again."""
 
     at: datetime
@@ -89,8 +89,7 @@ class Simulated:
     differences: tuple[Difference, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Simulation:
+class Simulation(msgspec.Struct, frozen=True):
     repo_id: int
     repo: str
     sha: str
@@ -224,8 +223,7 @@ def simulate(store: ObjectStore, state: ReleaseState, sha: str) -> Simulation:
 # -- live --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class LiveSimulation:
+class LiveSimulation(msgspec.Struct, frozen=True):
     """What the governor would do with the SHA now, from fresh facts. Nothing was done."""
 
     repo_id: int

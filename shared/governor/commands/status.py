@@ -9,9 +9,10 @@ its decision's detail).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
+
+import msgspec
 
 from governor.commands import repos
 from governor.commands.hints import hold_hint, reason_anchor
@@ -27,8 +28,7 @@ GOING_OUT: Final = frozenset({"production", "in_flight"})
 """`status REPO --sha SHA` exits 0 for these, 3 (held / not allowed) for the others."""
 
 
-@dataclass(frozen=True, slots=True)
-class InFlight:
+class InFlight(msgspec.Struct, frozen=True):
     sha: str
     dispatched_at: datetime
     workflow: str | None
@@ -38,8 +38,7 @@ class InFlight:
     run_url: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
+class Held(msgspec.Struct, frozen=True):
     sha: str
     reason: str
     since: datetime
@@ -54,8 +53,7 @@ class Held:
     approvals: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class FailedDeploy:
+class FailedDeploy(msgspec.Struct, frozen=True):
     sha: str
     last_at: datetime
     count: int
@@ -63,8 +61,7 @@ class FailedDeploy:
     issue_number: int | None
 
 
-@dataclass(frozen=True, slots=True)
-class Freeze:
+class Freeze(msgspec.Struct, frozen=True):
     by: str
     reason: str
     since: datetime
@@ -72,8 +69,7 @@ class Freeze:
     active: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Lifted:
+class Lifted(msgspec.Struct, frozen=True):
     """A freeze or a declared degradation lifted by hand (`off`): what it was (`by`,
     `reason`, `since`, `until`) and who lifted it, when and why."""
 
@@ -88,8 +84,7 @@ class Lifted:
     lifted_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ShaStatus:
+class ShaStatus(msgspec.Struct, frozen=True):
     sha: str
     state: ShaState
     going_out: bool
@@ -100,8 +95,7 @@ class ShaStatus:
     """The latest evaluation's outcome (ALLOW, HOLD, IGNORE), None without a record."""
 
 
-@dataclass(frozen=True, slots=True)
-class RepoStatus:
+class RepoStatus(msgspec.Struct, frozen=True):
     repo_id: int
     repo: str
     state_version: int
@@ -126,15 +120,13 @@ class RepoStatus:
     """The last declared degradation taken back."""
 
 
-@dataclass(frozen=True, slots=True)
-class Declared:
+class Declared(msgspec.Struct, frozen=True):
     by: str
     reason: str
     since: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RepoLine:
+class RepoLine(msgspec.Struct, frozen=True):
     repo_id: int
     repo: str
     production_sha: str | None
@@ -144,8 +136,7 @@ class RepoLine:
     frozen: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Overview:
+class Overview(msgspec.Struct, frozen=True):
     store: str
     repositories: tuple[RepoLine, ...]
     global_freeze: Freeze | None = None

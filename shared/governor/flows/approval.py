@@ -10,9 +10,10 @@ SHA named), then evaluate them again.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
+
+import msgspec
 
 from governor import state as transitions
 from governor.events import IssueCommentCreated, PullRequestLabeled
@@ -23,8 +24,7 @@ from governor.policy import ApprovalMode, Policy
 from governor.state import Approval, ReleaseState
 
 
-@dataclass(frozen=True, slots=True)
-class _Request:
+class _Request(msgspec.Struct, frozen=True):
     """An approval as asked for: on which pull request, by whom, through which route."""
 
     pull_number: int

@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Protocol, TypeVar
+
+import msgspec
 
 from governor import crashpoints, links, messages
 from governor.decision import Decision
@@ -27,7 +28,6 @@ T = TypeVar("T")
 R = TypeVar("R", bound=FlowResult)
 WAVE_POOL_SIZE: Final = 32
 """Reads in flight at once per process, across concurrent requests."""
-"""Reads of one wave in flight at once: one round trip for everything a flow needs."""
 _waves = itertools.count(1)
 
 MaybePolicy = Policy | PolicyProblem | None
@@ -41,8 +41,7 @@ class GitHubPort(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
+class Context(msgspec.Struct, frozen=True):
     settings: AppSettings
     ledger: Ledger
     github: GitHubPort
@@ -50,8 +49,7 @@ class Context:
     lease: timedelta = timedelta(seconds=120)
 
 
-@dataclass(frozen=True, slots=True)
-class Repo:
+class Repo(msgspec.Struct, frozen=True):
     """The repository an event is about, and how to reach it."""
 
     id: int
@@ -65,8 +63,7 @@ class Repo:
         return f"refs/heads/{self.default_branch}"
 
 
-@dataclass(frozen=True, slots=True)
-class Trusted:
+class Trusted(msgspec.Struct, frozen=True):
     """The policy that governs, and where it was read."""
 
     policy: MaybePolicy
@@ -96,14 +93,34 @@ class Wave:
         return future
 
 
+def start_wave() -> Wave:
+    """A read wave nobody waits for as a whole: each read is waited for where it is used,
+    and the caller may do other work (a write) while they are in flight."""
+    return Wave(f"read-wave-{next(_waves)}")
+
+
 @contextmanager
 def wave() -> Iterator[Wave]:
     """A read wave; leaving the block waits for every read (errors surface on `result()`)."""
-    reads = Wave(f"read-wave-{next(_waves)}")
+    reads = start_wave()
     try:
         yield reads
     finally:
         futures.wait(reads.futures)
+
+
+def alongside(here: Callable[[], T], there: Callable[[], object]) -> T:
+    """`here` on this thread while `there` runs on the wave pool, for two effects that
+    need nothing of each other. Both are waited for; an error of either is raised, this
+    thread's first."""
+    context = contextvars.copy_context()
+    other = _pool().submit(context.run, there)
+    try:
+        result = here()
+    finally:
+        futures.wait([other])
+    other.result()
+    return result
 
 
 def current_wave() -> str | None:

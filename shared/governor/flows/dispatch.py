@@ -5,10 +5,12 @@ before anything is dispatched again."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from governor import crashpoints
 from governor import state as transitions
 from governor.deploy_runs import RunInfo, find_dispatched_run, is_dispatched_run
-from governor.flows.context import Context, Repo, read_trusted
+from governor.flows.context import Context, Repo, alongside, read_trusted
 from governor.flows.results import Evaluated, Kind
 from governor.github.client import GitHubError, OutcomeUnknown, RateLimited
 from governor.policy import Policy
@@ -24,8 +26,21 @@ def target(repo: Repo, dispatch: Dispatch, policy: Policy | None) -> tuple[str, 
     return workflow, branch
 
 
-def send(ctx: Context, repo: Repo, live: Dispatch, policy: Policy | None = None) -> str:
-    """Dispatch the deploy workflow for `live.sha` and record the run; say what happened."""
+def send(
+    ctx: Context,
+    repo: Repo,
+    live: Dispatch,
+    policy: Policy | None = None,
+    *,
+    then: Callable[[], object] = lambda: None,
+) -> str:
+    """Dispatch the deploy workflow for `live.sha`, record the run and do `then` (post
+    the commit status); say what happened.
+
+    The run's write and `then` run together once the dispatch is answered: neither needs
+    the other. A crash between them leaves an intent without its run, as a crash right
+    after the dispatch does, and whoever finds it looks for the run.
+    """
     workflow, branch = target(repo, live, policy)
     inputs = {"sha": live.sha}
     try:
@@ -36,18 +51,25 @@ def send(ctx: Context, repo: Repo, live: Dispatch, policy: Policy | None = None)
         # intent later looks for the run again before deciding again.
         found = find_run(ctx, repo, live, policy)
         if found is not None:
-            record_run(ctx, repo, live, found.id, found.html_url)
-            return f"dispatched, run {found.id} found after an unclear answer"
+            run = found
+            alongside(lambda: record_run(ctx, repo, live, run.id, run.html_url), then)
+            return f"dispatched, run {run.id} found after an unclear answer"
         result = repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
     crashpoints.reached("dispatch.answered")
     run_id, run_url = result.run_id, result.html_url
     if run_id is None:  # an older GitHub answers 204 without the run
         found = find_run(ctx, repo, live, policy)
         run_id, run_url = (found.id, found.html_url) if found else (None, None)
-    if run_id is not None:
+    if run_id is None:
+        then()
+        return "dispatched"
+
+    def record(run_id: int = run_id) -> None:
         record_run(ctx, repo, live, run_id, run_url)
         crashpoints.reached("dispatch.run_recorded")
-    return f"dispatched run {run_id}" if run_id else "dispatched"
+
+    alongside(record, then)
+    return f"dispatched run {run_id}"
 
 
 def refused(exc: GitHubError) -> bool:

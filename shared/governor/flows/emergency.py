@@ -14,9 +14,10 @@ force then (a freeze with no end is due once none is in force: `reconcile_cursor
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
+
+import msgspec
 
 from governor import state as transitions
 from governor.decision import Reason
@@ -26,8 +27,7 @@ from governor.state import DegradedDeclared, EmergencyFreeze, ReleaseState
 _STATE_KEY: Final = re.compile(r"repos/([0-9]+)/state\.json")
 
 
-@dataclass(frozen=True, slots=True)
-class Declared:
+class Declared(msgspec.Struct, frozen=True):
     """What a declaration changed: the value before and after, and the SHAs held for it."""
 
     before: EmergencyFreeze | DegradedDeclared | None

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, Literal
+
+import msgspec
 
 from governor.events import PullRequestChanged
 from governor.flows.context import Context, Repo, Trusted, choose_trusted, mode_of, wave
@@ -39,8 +40,7 @@ _UNSAFE: Final = re.compile(r"[^A-Za-z0-9 _.,:;'()/*!#=+@-]+")
 unknown key's name, a value quoted in a problem) reaches the status only through this."""
 
 
-@dataclass(frozen=True, slots=True)
-class Review:
+class Review(msgspec.Struct, frozen=True):
     """What to post: the verdict, the status state and its description."""
 
     verdict: PolicyVerdict
@@ -52,8 +52,7 @@ class Review:
 # -- gather --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Files:
+class _Files(msgspec.Struct, frozen=True):
     head: str | None
     base: str | None
     trusted: Trusted

@@ -26,10 +26,11 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final, Protocol
+
+import msgspec
 
 from governor.deploy_runs import RunInfo
 from governor.events import Delivery, WorkflowRunCompleted, classify
@@ -128,8 +129,7 @@ class _Settled(StrEnum):
     """Too recent, or the redelivery request failed: the next run looks again."""
 
 
-@dataclass
-class ReconcileSummary:
+class ReconcileSummary(msgspec.Struct):
     started_at: datetime
     finished_at: datetime | None = None
     repositories: int = 0
@@ -139,9 +139,13 @@ class ReconcileSummary:
     """Every repository was visited in this run (not only a round-robin slice)."""
     stopped_early: bool = False
     """The time budget ran out; the next run resumes from the cursor."""
-    actions: Counter[str] = field(default_factory=Counter)
-    errors: list[str] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    actions: Counter[str] = msgspec.field(default_factory=Counter)
+    errors: list[str] = msgspec.field(default_factory=list)
+    _lock: threading.Lock = msgspec.field(default_factory=threading.Lock)
+
+    def __repr__(self) -> str:  # the lock is no part of the summary
+        shown = (f"{n}={getattr(self, n)!r}" for n in self.__struct_fields__ if n != "_lock")
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     def did(self, action: Action, repo: str | None = None, *, count: int = 1) -> None:
         with self._lock:
@@ -167,15 +171,14 @@ class ReconcileSummary:
         }
 
 
-@dataclass
-class _Changes:
+class _Changes(msgspec.Struct):
     """What this run learned, merged into the newest cursor at the end."""
 
-    repos: dict[str, RepoWatch] = field(default_factory=dict)
+    repos: dict[str, RepoWatch] = msgspec.field(default_factory=dict)
     known_repos: set[str] | None = None
     next_repo: int | None = None
     deliveries_since: datetime | None = None
-    redelivered: dict[str, Redelivered] = field(default_factory=dict)
+    redelivered: dict[str, Redelivered] = msgspec.field(default_factory=dict)
     expired_at: datetime | None = None
 
     def apply(self, cursor: ReconcileCursor, now: datetime) -> ReconcileCursor:
@@ -198,8 +201,7 @@ class _Changes:
         )
 
 
-@dataclass(frozen=True)
-class Budget:
+class Budget(msgspec.Struct, frozen=True):
     seconds: float
     max_repos: int
     max_redeliveries: int

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+import msgspec
 
 from governor.decision import Outcome
 from governor.ledger import Evaluation
@@ -50,32 +51,28 @@ class PolicyVerdict(StrEnum):
     """Valid, and nothing relaxes the trusted policy (or nothing governs yet): `success`."""
 
 
-@dataclass(frozen=True, slots=True)
-class Ignored:
+class Ignored(msgspec.Struct, frozen=True):
     """Nothing to do with this delivery, and why."""
 
     why: str
     kind: Kind = Kind.IGNORED
 
 
-@dataclass(frozen=True, slots=True)
-class Duplicate:
+class Duplicate(msgspec.Struct, frozen=True):
     """Processed already: what was recorded then."""
 
     outcome: Mapping[str, Any] | None
     kind: Kind = Kind.DUPLICATE
 
 
-@dataclass(frozen=True, slots=True)
-class InProgress:
+class InProgress(msgspec.Struct, frozen=True):
     """Another instance holds the claim until `until`."""
 
     until: datetime
     kind: Kind = Kind.IN_PROGRESS
 
 
-@dataclass(frozen=True, slots=True)
-class Evaluated:
+class Evaluated(msgspec.Struct, frozen=True):
     """A SHA was evaluated (or found dispatched, deployed, or being dispatched already)."""
 
     kind: Kind
@@ -85,12 +82,23 @@ class Evaluated:
     dispatch: str | None = None
     """What the dispatch step did, in words."""
     run_id: int | None = None
-    record: Evaluation | None = field(default=None, compare=False)
-    """The evaluation, when the caller records it (with the claim's finish): not answered."""
+    record: Evaluation | None = None
+    """The evaluation, when the caller records it (with the claim's finish): not answered,
+    and not compared: two results that answer the same are equal (and hash alike)."""
+
+    def _answered(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self.__struct_fields__ if name != "record")
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Evaluated:
+            return NotImplemented
+        return self._answered() == other._answered()
+
+    def __hash__(self) -> int:
+        return hash(self._answered())
 
 
-@dataclass(frozen=True, slots=True)
-class DeployOutcome:
+class DeployOutcome(msgspec.Struct, frozen=True):
     """A deploy run of the governor's completed."""
 
     kind: Kind
@@ -101,17 +109,15 @@ class DeployOutcome:
     appended: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Approved:
+class Approved(msgspec.Struct, frozen=True):
     """An approval was recorded and the SHAs it covers were evaluated again."""
 
     by: str
-    evaluations: Mapping[str, Evaluated | Ignored] = field(default_factory=dict)
+    evaluations: Mapping[str, Evaluated | Ignored] = msgspec.field(default_factory=dict)
     kind: Kind = Kind.APPROVED
 
 
-@dataclass(frozen=True, slots=True)
-class Reviewed:
+class Reviewed(msgspec.Struct, frozen=True):
     """The answer given to a deployment protection rule request."""
 
     approved: bool
@@ -126,8 +132,7 @@ class Reviewed:
         return Kind.APPROVED if self.approved else Kind.REJECTED
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyReviewed:
+class PolicyReviewed(msgspec.Struct, frozen=True):
     """The policy file of a pull request was reviewed and its status posted on the head."""
 
     sha: str
@@ -155,7 +160,7 @@ FlowResult = (
 def to_json(result: FlowResult) -> dict[str, Any]:
     """The result as a JSON object: `result` is the kind; empty fields are left out."""
     body: dict[str, Any] = {"result": result.kind.value}
-    for name in result.__slots__:
+    for name in result.__struct_fields__:  # in field order
         value = getattr(result, name)
         if name in ("kind", "approved", "record") or value is None:
             continue

@@ -19,8 +19,9 @@ decided again under the ordinary rules, which do not roll production back by the
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from governor import state as transitions
 from governor.decision import (
@@ -52,8 +53,7 @@ class RollbackRefused(Exception):
         self.by_github = by_github
 
 
-@dataclass(frozen=True, slots=True)
-class RollbackRequest:
+class RollbackRequest(msgspec.Struct, frozen=True):
     to: str | None
     """The SHA to roll back to; None: the one in production before the current one."""
     by: str
@@ -62,8 +62,7 @@ class RollbackRequest:
     identity: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class RolledBack:
+class RolledBack(msgspec.Struct, frozen=True):
     target: str
     from_sha: str | None
     """Production when the rollback was asked for."""
@@ -141,7 +140,12 @@ def rollback(ctx: Context, repo: Repo, request: RollbackRequest) -> RolledBack:
         if frozen is not None:
             return RolledBack(target, state.production_sha, frozen, Kind.DECIDED)
     try:
-        sent = dispatch.send(ctx, repo, live)
+        sent = dispatch.send(
+            ctx,
+            repo,
+            live,
+            then=lambda: post_status(ctx, repo, target, decision, policy=policy, mode=mode),
+        )
     except GitHubError as exc:
         if dispatch.refused(exc):
             _drop(ctx, repo, live)
@@ -150,7 +154,6 @@ def rollback(ctx: Context, repo: Repo, request: RollbackRequest) -> RolledBack:
                 by_github=True,
             ) from None
         raise  # unclear or transient: the intent stands; reconcile looks for its run
-    post_status(ctx, repo, target, decision, policy=policy, mode=mode)
     ctx.ledger.record_evaluation(
         repo.id,
         repo.full_name,

@@ -3,19 +3,23 @@
 gather  one read of the state, then one wave of GitHub reads: the trusted policy
         (production's and the default branch's), the SHA's own policy,
         reachability, the compares the state calls for, the first deploy's own
-        change, the degraded-production issues
+        change, the degraded-production issues; the delivery's claim is written
+        while they are in flight
 plan    `governor.gate.judge` under both policies, made again inside the
         conditional write that records the intent or the hold
-act     dispatch (guarded by the intent), status; the evaluation is recorded with
-        the claim's finish, in the SHA's decision record (one write)
+act     dispatch (guarded by the intent), then the run's id and the status
+        together; the evaluation is recorded with the claim's finish, in the SHA's
+        decision record (one write)
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
 from typing import Any, Final
+
+import msgspec
+from msgspec.structs import replace
 
 from governor import crashpoints
 from governor import state as transitions
@@ -26,6 +30,7 @@ from governor.events import WorkflowRunCompleted, identity
 from governor.flows import dispatch
 from governor.flows.context import (
     Context,
+    MaybePolicy,
     Repo,
     Trusted,
     choose_trusted,
@@ -34,6 +39,7 @@ from governor.flows.context import (
     post_dispatched_status,
     post_status,
     read_trusted,
+    start_wave,
     wave,
 )
 from governor.flows.results import Duplicate, Evaluated, Ignored, InProgress, Kind
@@ -61,6 +67,9 @@ def on_verification(
     if why:
         return Ignored(why)  # decided from the payload alone: nothing claimed, nothing written
     site = ctx.ledger.decision_site(repo.id, repo.full_name, run.head_sha, identity(event))
+    # The reads go out first and the claim is written while they are in flight: reads
+    # change nothing, so a duplicate delivery wastes a wave of GETs and no more.
+    gathered = gather(ctx, repo, run.head_sha)
     return claimed(
         ctx,
         site,
@@ -74,6 +83,7 @@ def on_verification(
             delivery=delivery,
             run=(run.name, run.path),
             record=False,
+            gathered=gathered,
         ),
     )
 
@@ -87,6 +97,7 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
     delivery: str | None,
     run: tuple[str | None, str | None] | None = None,
     record: bool = True,
+    gathered: Gathered | None = None,
 ) -> Evaluated | Ignored:
     """Decide for `sha` and act on the decision; safe to repeat.
 
@@ -94,8 +105,12 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
     policy's verification workflow (None when an approval or a retry evaluates again).
     `record`: write the evaluation to the decision record here; False when the caller
     writes it with its claim's finish (it comes back in the result).
+    `gathered`: the state and its reads, started by the caller (`gather`); read here if
+    None.
     """
-    state = ctx.ledger.read_state(repo.id, repo.full_name)
+    if gathered is None:
+        gathered = gather(ctx, repo, sha)
+    state = gathered.state
     if state.production_sha == sha:
         return Evaluated(Kind.IN_PRODUCTION, sha)
     stale_intent: str | None = None
@@ -108,7 +123,7 @@ def evaluate(  # noqa: PLR0911  (one return per outcome)
             return standing
         stale_intent = live.intent_id  # it never started: decide again, as if never written
 
-    reads = read_wave(ctx, repo, sha, state)
+    reads = gathered.reads or read_wave(ctx, repo, sha, state)
     trusted = reads.trusted(repo)
     policy = trusted.policy
     if policy is None or (isinstance(policy, Policy) and not policy.enabled):
@@ -177,8 +192,7 @@ def _standing(
 # -- gather ------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class Reads:
+class Reads(msgspec.Struct):
     """One wave of GitHub reads for one SHA on one state, answered as futures."""
 
     production_sha: str | None
@@ -189,7 +203,7 @@ class Reads:
     comparisons: dict[str, Future[Comparison]]
     own_change: Future[Comparison] | None
     global_freeze: Future[EmergencyFreeze | None]
-    degraded: dict[str, Future[list[dict[str, Any]]]] = field(default_factory=dict)
+    degraded: dict[str, Future[list[dict[str, Any]]]] = msgspec.field(default_factory=dict)
 
     def trusted(self, repo: Repo) -> Trusted:
         at_production = self.at_production.result() if self.at_production else None
@@ -229,40 +243,55 @@ class Reads:
         )
 
 
+class Gathered(msgspec.Struct, frozen=True):
+    """The state, and the wave of reads it calls for, in flight (None: none is needed
+    yet, because `sha` is in production or has a dispatch)."""
+
+    state: ReleaseState
+    reads: Reads | None
+
+
+def gather(ctx: Context, repo: Repo, sha: str) -> Gathered:
+    """Read the state, and start the wave of reads it calls for without waiting for it."""
+    state = ctx.ledger.read_state(repo.id, repo.full_name)
+    if state.production_sha == sha or state.dispatch_for(sha) is not None:
+        return Gathered(state, None)
+    return Gathered(state, read_wave(ctx, repo, sha, state))
+
+
 def read_wave(ctx: Context, repo: Repo, sha: str, state: ReleaseState) -> Reads:
-    """Every GitHub read for `sha` on `state`, and the freeze of every repository."""
+    """Every GitHub read for `sha` on `state`, and the freeze of every repository: all in
+    flight when this returns, each waited for where it is used."""
     api, production = repo.api, state.production_sha
-    with wave() as w:
-        reads = Reads(
-            production_sha=production,
-            on_default=w.read(api.file_text, POLICY_PATH, repo.default_ref),
-            at_production=w.read(api.file_text, POLICY_PATH, production) if production else None,
-            own=w.read(api.file_text, POLICY_PATH, sha),
-            reachable=w.read(api.compare, repo.default_ref, sha),
-            comparisons={b: w.read(api.compare, b, sha) for b in sorted(bases_needed(state, sha))},
-            own_change=w.read(api.commit_change, sha) if production is None else None,
-            global_freeze=w.read(ctx.ledger.read_global_freeze),
-        )
-        # Read on speculation: most policies keep the default label.
-        reads.degraded[DEFAULT_DEGRADED_LABEL] = w.read(
-            api.open_issues_with_label, DEFAULT_DEGRADED_LABEL
-        )
+    w = start_wave()
+    reads = Reads(
+        production_sha=production,
+        on_default=w.read(api.file_text, POLICY_PATH, repo.default_ref),
+        at_production=w.read(api.file_text, POLICY_PATH, production) if production else None,
+        own=w.read(api.file_text, POLICY_PATH, sha),
+        reachable=w.read(api.compare, repo.default_ref, sha),
+        comparisons={b: w.read(api.compare, b, sha) for b in sorted(bases_needed(state, sha))},
+        own_change=w.read(api.commit_change, sha) if production is None else None,
+        global_freeze=w.read(ctx.ledger.read_global_freeze),
+    )
+    # Read on speculation: most policies keep the default label.
+    reads.degraded[DEFAULT_DEGRADED_LABEL] = w.read(
+        api.open_issues_with_label, DEFAULT_DEGRADED_LABEL
+    )
     return reads
 
 
 # -- plan --------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyTexts:
+class PolicyTexts(msgspec.Struct, frozen=True):
     """The policy files as read: the trusted one (None: no file) and the SHA's own."""
 
     trusted: str | None
     own: str | None
 
 
-@dataclass(slots=True)
-class _Committed:
+class _Committed(msgspec.Struct):
     """What the conditional write that commits a decision saw and did."""
 
     facts: Facts
@@ -405,20 +434,9 @@ def _act(
                 dispatch="another instance is dispatching",
             )
         crashpoints.reached("verification.intent")
-        frozen = frozen_at_dispatch(ctx, repo, live, decision)
-        if frozen is not None:
-            override = Override(at_dispatch="frozen", judged=judged_of(decision))
-            decision = frozen
-        else:
-            try:
-                sent = dispatch.send(ctx, repo, live)
-            except GitHubError as exc:
-                if not dispatch.refused(exc):
-                    raise  # unknown outcome or transient: the intent stands, recovery decides
-                override = Override(at_dispatch="refused", judged=judged_of(decision))
-                decision = _refused(ctx, repo, live, decision, exc)
-            else:
-                kind = Kind.REDISPATCHED if stale_intent is not None else Kind.DECIDED
+        decision, sent, override = _dispatch(ctx, repo, live, decision, policy=policy, mode=mode)
+        if sent is not None and stale_intent is not None:
+            kind = Kind.REDISPATCHED
     evaluation = Evaluation(
         at=facts.now,
         delivery=delivery,
@@ -431,10 +449,11 @@ def _act(
         inputs=verdict.summary(facts),
         replay=_replay(committed, override),
     )
-    if sent is None and trigger == RECONCILE and _decided_so_before(ctx, repo, sha, evaluation):
-        # A hold re-checked on schedule that still holds: its status and record stand.
-        return Evaluated(Kind.UNCHANGED, sha, decision.outcome, decision.reason.value)
-    post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
+    if sent is None:  # (a dispatch posts the status with the run's write)
+        if trigger == RECONCILE and _decided_so_before(ctx, repo, sha, evaluation):
+            # A hold re-checked on schedule that still holds: its status and record stand.
+            return Evaluated(Kind.UNCHANGED, sha, decision.outcome, decision.reason.value)
+        post_status(ctx, repo, sha, decision, policy=policy, mode=mode)
     if decision.outcome is Outcome.HOLD:
         _dispatched_since(ctx, repo, sha)
     crashpoints.reached("verification.status")
@@ -458,6 +477,37 @@ def _act(
         dispatch=sent,
         record=None if record else evaluation,
     )
+
+
+def _dispatch(
+    ctx: Context,
+    repo: Repo,
+    live: Dispatch,
+    decision: Decision,
+    *,
+    policy: MaybePolicy,
+    mode: Mode,
+) -> tuple[Decision, str | None, Override | None]:
+    """Dispatch `live`, posting the status with the run's write; a freeze set since the
+    decision, or GitHub's refusal, holds it instead. Returns the decision that stands,
+    what the dispatch did (None: nothing dispatched), and the override of the judged one.
+    """
+    frozen = frozen_at_dispatch(ctx, repo, live, decision)
+    if frozen is not None:
+        return frozen, None, Override(at_dispatch="frozen", judged=judged_of(decision))
+    try:
+        sent = dispatch.send(
+            ctx,
+            repo,
+            live,
+            then=lambda: post_status(ctx, repo, live.sha, decision, policy=policy, mode=mode),
+        )
+    except GitHubError as exc:
+        if not dispatch.refused(exc):
+            raise  # unknown outcome or transient: the intent stands, recovery decides
+        held = _refused(ctx, repo, live, decision, exc)
+        return held, None, Override(at_dispatch="refused", judged=judged_of(decision))
+    return decision, sent, None
 
 
 def _replay(committed: _Committed, override: Override | None) -> Replay:

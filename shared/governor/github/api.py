@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
+
+import msgspec
 
 from governor.github.auth import InstallationToken, TokenCache, app_jwt
 from governor.github.client import GitHubClient, GitHubError, NotFound
@@ -20,8 +21,7 @@ _LEGACY_PERMISSION: Final = {"admin": "admin", "write": "write", "read": "read"}
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Conditional(Generic[T]):
+class Conditional(msgspec.Struct, Generic[T], frozen=True):
     """The answer to a conditional GET: `changed` False (a 304) means `value` is None and
     the caller's copy stands."""
 
@@ -30,8 +30,7 @@ class Conditional(Generic[T]):
     etag: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class InstalledRepo:
+class InstalledRepo(msgspec.Struct, frozen=True):
     id: int
     full_name: str
     default_branch: str
@@ -40,8 +39,7 @@ class InstalledRepo:
     """GitHub's `pushed_at`, as GitHub wrote it: changes with every push to any branch."""
 
 
-@dataclass(frozen=True, slots=True)
-class HookDelivery:
+class HookDelivery(msgspec.Struct, frozen=True):
     """One attempt at a webhook delivery (GET /app/hook/deliveries)."""
 
     id: int
@@ -56,8 +54,7 @@ class HookDelivery:
         return 200 <= self.status_code < 300
 
 
-@dataclass(frozen=True, slots=True)
-class DispatchResult:
+class DispatchResult(msgspec.Struct, frozen=True):
     run_id: int | None
     run_url: str | None
     html_url: str | None

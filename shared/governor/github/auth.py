@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import jwt
+import msgspec
 
 JWT_BACKDATE: Final = timedelta(seconds=60)
 """GitHub recommends `iat` 60 s in the past against clock drift."""
@@ -27,8 +27,7 @@ def app_jwt(app_id: str, private_key_pem: str, now: datetime) -> str:
     return jwt.encode(payload, private_key_pem, algorithm="RS256")
 
 
-@dataclass(frozen=True, slots=True)
-class InstallationToken:
+class InstallationToken(msgspec.Struct, frozen=True):
     token: str
     expires_at: datetime
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final
+
+import msgspec
 
 from governor import links
 from governor.ledger import DecisionRecord, Ledger
@@ -56,11 +57,10 @@ def security_headers(policy: str = STATIC_POLICY) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(msgspec.Struct, frozen=True):
     status: int
     body: bytes
-    headers: dict[str, str] = field(default_factory=security_headers)
+    headers: dict[str, str] = msgspec.field(default_factory=security_headers)
 
 
 def not_found() -> Answer:

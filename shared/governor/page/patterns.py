@@ -15,9 +15,9 @@ rules go, and a pattern is named only where that spec classes the path as record
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final, Literal
 
+import msgspec
 import pathspec
 
 from governor.ledger import DecisionRecord, Evaluation
@@ -27,8 +27,7 @@ Level = Literal["HIGH", "MEDIUM"]
 _LISTS: Final[tuple[tuple[str, Level], ...]] = (("high_paths", "HIGH"), ("medium_paths", "MEDIUM"))
 
 
-@dataclass(frozen=True, slots=True)
-class RiskPolicy:
+class RiskPolicy(msgspec.Struct, frozen=True):
     """The policy whose patterns classed an evaluation's paths."""
 
     policy: Policy
@@ -43,8 +42,7 @@ class RiskPolicy:
         return f"the trusted policy read at {self.read_at}, as the decision record keeps it"
 
 
-@dataclass(frozen=True, slots=True)
-class MatchedPath:
+class MatchedPath(msgspec.Struct, frozen=True):
     path: str
     level: Level
     pattern: str | None

@@ -8,11 +8,12 @@ from the settings, the repository's full name when it is a valid one, and number
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 from urllib.parse import quote
+
+import msgspec
 
 from governor.decision import Decision, Outcome, Reason
 from governor.ledger import DecisionRecord, Evaluation
@@ -71,14 +72,12 @@ INPUT_LABELS: Final = {
 _SHOWN_ELSEWHERE: Final = frozenset({"high_paths", "medium_paths", "notes"})
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
+class Link(msgspec.Struct, frozen=True):
     text: str
     href: str
 
 
-@dataclass(frozen=True, slots=True)
-class RiskPath:
+class RiskPath(msgspec.Struct, frozen=True):
     path: str
     level: str
     pattern: str | None
@@ -87,14 +86,12 @@ class RiskPath:
     rules)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(msgspec.Struct, frozen=True):
     label: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
+class HistoryEntry(msgspec.Struct, frozen=True):
     at: str
     trigger: str
     outcome: str
@@ -104,8 +101,7 @@ class HistoryEntry:
     until: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class PageView:
+class PageView(msgspec.Struct, frozen=True):
     repo: str
     sha: str
     short_sha: str

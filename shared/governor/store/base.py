@@ -8,9 +8,10 @@ compare-and-swap on it cannot be fooled by an A-B-A sequence.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from enum import Enum
 from typing import Final, Protocol, TypeAlias
+
+import msgspec
 
 
 class _Absent(Enum):
@@ -58,8 +59,7 @@ class StoreConfigError(StoreError):
     """The store URL or the place it names cannot be used."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredObject:
+class StoredObject(msgspec.Struct, frozen=True):
     data: bytes
     generation: Generation
 

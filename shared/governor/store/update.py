@@ -11,8 +11,9 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
+
+import msgspec
 
 from governor import deadline
 from governor.store.base import (
@@ -28,8 +29,7 @@ _BACKOFF_FIRST_S: Final = 0.002
 _BACKOFF_MAX_S: Final = 0.25
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateResult:
+class UpdateResult(msgspec.Struct, frozen=True):
     data: bytes
     generation: Generation
     written: bool
@@ -39,8 +39,7 @@ class UpdateResult:
     ran again on its result (on every backend alike)."""
 
 
-@dataclass(frozen=True, slots=True)
-class LastRead:
+class LastRead(msgspec.Struct, frozen=True):
     """What the caller read of the key (None: absent): `update` starts from it instead of
     reading again, and reads only if another writer wrote since."""
 

@@ -25,6 +25,7 @@ from governor.flows import delivery as deliveries
 from governor.flows.context import Context, current_wave
 from governor.flows.results import FlowResult, to_json
 from governor.github.api import GitHubApp, RepoApi
+from governor.github.client import GitHubError
 from governor.ledger import Ledger
 from governor.settings import AppSettings
 from governor.store import Generation, WriteContention, open_store
@@ -212,6 +213,30 @@ def test_the_status_goes_out_with_the_run_write_and_a_lost_run_write_is_recovere
     assert dispatched is not None and dispatched.run_id == governor_run(world, sha)
 
 
+def test_a_status_github_refuses_after_the_dispatch_leaves_the_dispatch_standing(
+    world: World,
+) -> None:
+    """GitHub takes the dispatch, then refuses the commit status (422): the dispatch stands
+    with its run, and the SHA is not held as if the dispatch had been refused. The
+    delivery fails, so its redelivery posts the status."""
+    deployed_base(world.gov)
+    sha = world.gov.commit("status-refused", ["src/app.py"])
+    payload = world.gov.verified(sha)
+    world.gov.fake.fail_next("repos/create-commit-status", 422)
+
+    with pytest.raises(GitHubError):
+        world.deliver(payload)
+
+    state = world.ctx.ledger.read_state(world.gov.repo.repo_id, world.gov.repo.full_name)
+    live = state.dispatch_for(sha)
+    assert live is not None and live.run_id == governor_run(world, sha)
+    assert sha not in state.holds
+    again = to_json(world.deliver(payload))
+    assert again["result"] == "already_dispatched", again
+    assert [s["state"] for s in world.gov.our_statuses(sha)] == ["success"]
+    assert len([d for d in world.gov.dispatches() if d["inputs"] == {"sha": sha}]) == 1
+
+
 def test_a_hold_takes_two_round_trips_and_three_writes(world: World) -> None:
     deployed_base(world.gov)
     sha = world.gov.commit("hold", ["infra/main.tf"])
@@ -241,6 +266,29 @@ def test_a_replayed_verification_is_answered_from_its_record_without_a_write(wor
     again = to_json(world.deliver(payload))
 
     assert again["result"] == "duplicate" and again["outcome"]["decision"] == "ALLOW"
+    assert world.store.writes() == {}
+    assert world.port.calls == []  # the state has its dispatch: no wave is started
+
+
+def test_a_replayed_hold_costs_one_wave_of_reads_and_nothing_else(world: World) -> None:
+    """A held SHA calls for a wave, which goes out before the claim says "done": the
+    duplicate wastes those reads, and writes and posts nothing."""
+    deployed_base(world.gov)
+    sha = world.gov.commit("replay-hold", ["infra/main.tf"])
+    payload = world.gov.verified(sha)
+    world.deliver(payload)
+    world.later(timedelta(days=1))
+
+    again = to_json(world.deliver(payload))
+
+    assert again["result"] == "duplicate" and again["outcome"]["decision"] == "HOLD"
+    for _ in range(1000):  # the wave may still be in flight after the answer
+        if len(world.port.calls) >= 6:  # the policy thrice, two compares, the issues
+            break
+        time.sleep(0.01)
+    reads = {"file_text", "compare", "commit_change", "open_issues_with_label"}
+    assert len(world.port.calls) == 6, world.port.calls
+    assert {name for _, name in world.port.calls} <= reads, world.port.calls
     assert world.store.writes() == {}
 
 

@@ -12,6 +12,7 @@ from governor import state as transitions
 from governor.deploy_runs import RunInfo, find_dispatched_run, is_dispatched_run
 from governor.flows.context import Context, Repo, alongside, read_trusted
 from governor.flows.results import Evaluated, Kind
+from governor.github.api import DispatchResult
 from governor.github.client import GitHubError, OutcomeUnknown, RateLimited
 from governor.policy import Policy
 from governor.state import Dispatch, ReleaseState
@@ -24,6 +25,17 @@ def target(repo: Repo, dispatch: Dispatch, policy: Policy | None) -> tuple[str, 
     if workflow is None:
         raise LookupError(f"no deploy workflow known for the dispatch of {dispatch.sha}")
     return workflow, branch
+
+
+class DispatchRefused(Exception):
+    """GitHub answered the dispatch request that it will not dispatch, so it did not: 403
+    without a rate limit, 404 (no such workflow), 422 (no `workflow_dispatch` trigger, an
+    input it does not take). Only the dispatch request's own answer means this: an error
+    after it (finding the run, the status) leaves the dispatch standing."""
+
+    def __init__(self, cause: GitHubError) -> None:
+        super().__init__(str(cause))
+        self.status, self.message = cause.status, cause.message
 
 
 def send(
@@ -39,12 +51,23 @@ def send(
 
     The run's write and `then` run together once the dispatch is answered: neither needs
     the other. A crash between them leaves an intent without its run, as a crash right
-    after the dispatch does, and whoever finds it looks for the run.
+    after the dispatch does, and whoever finds it looks for the run. Raises
+    DispatchRefused if GitHub refused the dispatch; any other error leaves the intent
+    standing for recovery.
     """
     workflow, branch = target(repo, live, policy)
     inputs = {"sha": live.sha}
+
+    def request() -> DispatchResult:
+        try:
+            return repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
+        except GitHubError as exc:
+            if exc.status in (403, 404, 422) and not isinstance(exc, RateLimited):
+                raise DispatchRefused(exc) from exc
+            raise
+
     try:
-        result = repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
+        result = request()
     except OutcomeUnknown:
         # The dispatch may have happened: look for its run before trying once more. If
         # that second try is unclear too, the error ends this delivery; whoever finds the
@@ -54,7 +77,7 @@ def send(
             run = found
             alongside(lambda: record_run(ctx, repo, live, run.id, run.html_url), then)
             return f"dispatched, run {run.id} found after an unclear answer"
-        result = repo.api.dispatch(workflow, f"refs/heads/{branch}", inputs)
+        result = request()
     crashpoints.reached("dispatch.answered")
     run_id, run_url = result.run_id, result.html_url
     if run_id is None:  # an older GitHub answers 204 without the run
@@ -70,12 +93,6 @@ def send(
 
     alongside(record, then)
     return f"dispatched run {run_id}"
-
-
-def refused(exc: GitHubError) -> bool:
-    """GitHub answered that it will not dispatch (so it did not): 403 without a rate
-    limit, 404 (no such workflow), 422 (no `workflow_dispatch` trigger, a bad input)."""
-    return exc.status in (403, 404, 422) and not isinstance(exc, RateLimited)
 
 
 def find_run(ctx: Context, repo: Repo, dispatch: Dispatch, policy: Policy | None) -> RunInfo | None:

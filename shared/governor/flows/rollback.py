@@ -35,7 +35,6 @@ from governor.decision import (
 from governor.flows import dispatch
 from governor.flows.context import Context, Repo, mode_of, post_status, read_trusted, wave
 from governor.flows.results import Kind
-from governor.github.client import GitHubError
 from governor.ledger import Evaluation
 from governor.policy import Mode, Policy
 from governor.state import Dispatch, ReleaseState
@@ -146,14 +145,13 @@ def rollback(ctx: Context, repo: Repo, request: RollbackRequest) -> RolledBack:
             live,
             then=lambda: post_status(ctx, repo, target, decision, policy=policy, mode=mode),
         )
-    except GitHubError as exc:
-        if dispatch.refused(exc):
-            _drop(ctx, repo, live)
-            raise RollbackRefused(
-                f"GitHub refused to dispatch {live.workflow} ({exc.status} {exc.message})",
-                by_github=True,
-            ) from None
-        raise  # unclear or transient: the intent stands; reconcile looks for its run
+    except dispatch.DispatchRefused as exc:
+        # Any other error leaves the intent standing: reconcile looks for its run.
+        _drop(ctx, repo, live)
+        raise RollbackRefused(
+            f"GitHub refused to dispatch {live.workflow} ({exc.status} {exc.message})",
+            by_github=True,
+        ) from None
     ctx.ledger.record_evaluation(
         repo.id,
         repo.full_name,

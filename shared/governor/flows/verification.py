@@ -44,7 +44,7 @@ from governor.flows.context import (
 )
 from governor.flows.results import Duplicate, Evaluated, Ignored, InProgress, Kind
 from governor.gate import Facts, StaleFacts, Verdict, bases_needed, judge
-from governor.github.client import GitHubError, RateLimited
+from governor.github.client import RateLimited
 from governor.ledger import Evaluation
 from governor.policy import DEFAULT_DEGRADED_LABEL, POLICY_PATH, Mode, Policy, parse_policy
 from governor.replay import Override, Replay, capture, judged_of
@@ -502,10 +502,9 @@ def _dispatch(
             live,
             then=lambda: post_status(ctx, repo, live.sha, decision, policy=policy, mode=mode),
         )
-    except GitHubError as exc:
-        if not dispatch.refused(exc):
-            raise  # unknown outcome or transient: the intent stands, recovery decides
-        held = _refused(ctx, repo, live, decision, exc)
+    except dispatch.DispatchRefused as refusal:
+        # Any other error leaves the intent standing: recovery decides.
+        held = _refused(ctx, repo, live, decision, refusal)
         return held, None, Override(at_dispatch="refused", judged=judged_of(decision))
     return decision, sent, None
 
@@ -553,7 +552,7 @@ def frozen_at_dispatch(
 
 
 def _refused(
-    ctx: Context, repo: Repo, live: Dispatch, decision: Decision, exc: GitHubError
+    ctx: Context, repo: Repo, live: Dispatch, decision: Decision, exc: dispatch.DispatchRefused
 ) -> Decision:
     """GitHub refused the dispatch (no such workflow, no `workflow_dispatch` trigger, an
     input it does not take, no permission): nothing was dispatched. The intent is

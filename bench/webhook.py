@@ -3,10 +3,14 @@
 `github_webhook` runs on functions-framework in a subprocess on 127.0.0.1 with the local
 store (file://); GitHub is the fake of tests/support/fake_github.py, answering at once
 or after a fixed added latency per request. Each round is a new repository with
-production at a first commit: a LOW commit verified (ALLOW, dispatched), its deploy run
-succeeding (deploy outcome), then a HIGH commit verified (HOLD). Per event:
+production at a first commit, two earlier releases (a LOW commit allowed and deployed,
+each: the repository's first, and one after the instance idled 50 ms; timed, reported
+on their own lines, not in the table), then the measured events, back to back: a LOW
+commit verified (ALLOW, dispatched), its deploy run succeeding (deploy outcome), a HIGH
+commit verified (HOLD). Per event:
 
-- wall latency of the delivery (POST to the function until its answer), p50 and p90;
+- wall latency of the delivery (POST to the function until its answer, on one keep-alive
+  connection of the standard library's http.client), p50 and p90;
 - the GitHub requests it made (the fake records each one) and the store objects it
   changed (keys and generations listed before and after);
 - its own I/O replayed bare in the same run, right after: the same GitHub requests one
@@ -31,8 +35,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import json
 import os
+import select
 import statistics
 import subprocess
 import sys
@@ -47,6 +53,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit
 
 import httpx
 from governor.events import Delivery, signature_for
@@ -65,10 +72,18 @@ from tests.support.keys import rsa_key_pair
 from tests.support.world import app_for, in_process
 
 KINDS = ("ALLOW", "HOLD", "deploy")
+IDLE_S = 0.05
+EARLIER_RELEASES = {"first": 0.0, "after idle": IDLE_S}
+"""The releases of each round before the measured events (name: pause before the ALLOW):
+the repository's first, which creates its decisions/<id>/ and runs/<id>/ directories, and
+one after the instance has idled. Timed and reported on their own lines."""
+EARLIER_KINDS = tuple(f"{name} {kind}" for name in EARLIER_RELEASES for kind in ("ALLOW", "deploy"))
 EXPECTED = {
     "ALLOW": ("decision", "ALLOW"),
     "HOLD": ("decision", "HOLD"),
     "deploy": ("result", "deployed"),
+    **{f"{name} ALLOW": ("decision", "ALLOW") for name in EARLIER_RELEASES},
+    **{f"{name} deploy": ("result", "deployed") for name in EARLIER_RELEASES},
 }
 GOAL_ROUND_TRIPS = 3.3  # an ALLOW at 100 ms per GitHub request
 GOAL_VS_IO = 1.5  # every event at 0 ms, against its own I/O
@@ -90,13 +105,24 @@ Deliver = Callable[[str, Governed, Payload], Payload]
 
 
 def one_round(fake: FakeGitHub, store_url: str, webhook_url: str, deliver: Deliver) -> None:
-    """ALLOW a LOW commit, deploy it, HOLD a HIGH one: three deliveries on a new repo."""
+    """On a new repository, the earlier releases (a LOW commit allowed and deployed, each),
+    then the measured events back to back: ALLOW a LOW commit, deploy it, HOLD a HIGH one."""
     gov = new_repo(fake, store_url, webhook_url)
     deployed_base(gov)
-    low = gov.commit("low", ["src/app.py"])
-    _check("ALLOW", deliver("ALLOW", gov, gov.verified(low)))
-    run = gov.repo.dispatched_runs(DEPLOY_FILE)[0]
-    _check("deploy", deliver("deploy", gov, gov.repo.complete_run(run["id"], "success")))
+    # The first release creates the repository's store directories (a mkdir and an fsync
+    # of the parent each), as any repository's first release does once; the one after a
+    # pause shows what waking an idle instance costs. The measured events follow each
+    # other, as the bare replay of their I/O does.
+    releases = [
+        (f"{name} ALLOW", f"{name} deploy", pause) for name, pause in EARLIER_RELEASES.items()
+    ]
+    for number, (allow, deploy, pause) in enumerate([*releases, ("ALLOW", "deploy", 0.0)]):
+        low = gov.commit(f"low {number}", ["src/app.py"])
+        if pause:
+            time.sleep(pause)
+        _check(allow, deliver(allow, gov, gov.verified(low)))
+        run = gov.repo.dispatched_runs(DEPLOY_FILE)[-1]
+        _check(deploy, deliver(deploy, gov, gov.repo.complete_run(run["id"], "success")))
     risky = gov.commit("risky", [".github/workflows/ci.yml", "src/app.py"])
     _check("HOLD", deliver("HOLD", gov, gov.verified(risky)))
 
@@ -183,7 +209,7 @@ def run_in_process(fake: FakeGitHub, root: Path, rounds: int) -> dict[str, list[
             began = time.perf_counter()
             result = deliveries.handle(ctx, delivery)
             seconds = time.perf_counter() - began
-        if keep:
+        if keep and kind in traced:
             traced[kind].append(Traced(seconds, store.puts[puts:], store.gets - gets, spans))
         return to_json(result)
 
@@ -301,10 +327,11 @@ def run_over_http(
     events: int,
     warmup: int,
 ) -> dict[str, list[Sample]]:
+    """Samples per kind; the earlier releases' kinds carry latency only (no bare replay)."""
     store = open_store(store_url)
-    samples: dict[str, list[Sample]] = {kind: [] for kind in KINDS}
+    samples: dict[str, list[Sample]] = {kind: [] for kind in (*KINDS, *EARLIER_KINDS)}
     pending: list[tuple[str, Sample]] = []
-    with httpx.Client(timeout=60) as client:
+    with Poster(webhook_url) as client:
 
         def deliver(kind: str, _gov: Governed, payload: Payload) -> Payload:
             body = json.dumps(payload).encode()
@@ -316,23 +343,23 @@ def run_over_http(
             }
             before, first_call = generations(store), len(fake.calls)
             began = time.perf_counter()
-            response = client.post(webhook_url, content=body, headers=headers)
+            status, answer = client.post(body, headers)
             seconds = time.perf_counter() - began
             with fake.lock:
                 calls = list(fake.calls[first_call:])
-            if response.status_code >= 300:
-                raise RuntimeError(f"{kind}: {response.status_code} {response.text}")
+            if status >= 300:
+                raise RuntimeError(f"{kind}: {status} {answer!r}")
             changed = changed_objects(before, generations(store))
             pending.append((kind, Sample(seconds, calls, changed)))
-            answer: Payload = response.json()
             return answer
 
         for i in range(warmup + events):
             one_round(fake, store_url, webhook_url, deliver)
             # Its own I/O, bare, right after the round: same machine, same moment.
             for kind, sample in pending:
-                sample.bare_github_s = replayer.replay(sample.calls)
-                sample.bare_writes_s = durable_writes(floor, write_sizes[kind])
+                if kind in KINDS:
+                    sample.bare_github_s = replayer.replay(sample.calls)
+                    sample.bare_writes_s = durable_writes(floor, write_sizes[kind])
                 if i >= warmup:
                     samples[kind].append(sample)
             pending.clear()
@@ -343,7 +370,7 @@ def ping_floor(webhook_url: str, pings: int) -> float:
     """p50 seconds of a signed `ping`: the HTTP path alone, with no store and no GitHub."""
     body = b'{"zen": "Design for failure.", "hook_id": 1}'
     seconds = []
-    with httpx.Client(timeout=60) as client:
+    with Poster(webhook_url) as client:
         for _ in range(pings + 1):
             headers = {
                 "content-type": "application/json",
@@ -352,10 +379,68 @@ def ping_floor(webhook_url: str, pings: int) -> float:
                 "x-hub-signature-256": signature_for(SECRET.encode(), body),
             }
             began = time.perf_counter()
-            response = client.post(webhook_url, content=body, headers=headers)
+            status, answer = client.post(body, headers)
             seconds.append(time.perf_counter() - began)
-            response.raise_for_status()
+            if status != 200:
+                raise RuntimeError(f"ping: {status} {answer!r}")
     return statistics.median(seconds[1:])
+
+
+class Poster:
+    """POSTs to the function on one keep-alive connection, with the standard library's
+    http.client: the leanest client, so that the latency is the function's and not the
+    benchmark's HTTP client's (httpx adds about 0.3 ms per request here)."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self._host, self._port, self._path = (
+            parts.hostname or "127.0.0.1",
+            parts.port,
+            parts.path or "/",
+        )
+        self._connection: http.client.HTTPConnection | None = None
+
+    def __enter__(self) -> Poster:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, Payload]:
+        """(status, JSON answer); a new connection when the server closed the idle one."""
+        connection = self._connection
+        if connection is None or _closed_by_peer(connection):
+            if connection is not None:
+                connection.close()
+            connection = self._connection = http.client.HTTPConnection(
+                self._host, self._port, timeout=60
+            )
+        connection.request("POST", self._path, body=body, headers=headers)
+        response = connection.getresponse()
+        data = response.read()
+        if response.will_close:
+            connection.close()
+            self._connection = None
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            return response.status, {"text": data.decode(errors="replace")}
+        return response.status, answer if isinstance(answer, dict) else {"answer": answer}
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """An idle keep-alive socket that is readable has been closed by the server (gunicorn
+    closes one idle for 2 s); httpx's pool makes the same check before reusing one."""
+    sock = connection.sock
+    if sock is None:
+        return False
+    readable, _, _ = select.select([sock], [], [], 0)
+    return bool(readable)
 
 
 # -- cold start --------------------------------------------------------------------------
@@ -571,6 +656,7 @@ def print_report(
     events: int,
     cold: ColdStart | None,
     ping_s: float,
+    earlier: dict[int, dict[str, float]],
 ) -> None:
     command = " ".join([".venv/bin/python -m bench.webhook", *argv])
     print(f"webhook: github_webhook on functions-framework, local store, fake GitHub; {command}")
@@ -604,6 +690,24 @@ def print_report(
         f"HTTP floor: a signed ping (signature check, no store, no GitHub) p50 "
         f"{ping_s * 1000:.1f} ms; it is in every row's latency and in no row's own I/O"
     )
+    for latency_ms, p50s in earlier.items():
+        own = {
+            r.kind: r.bare_github_ms + r.bare_writes_ms for r in rows if r.latency_ms == latency_ms
+        }
+        idle_allow, idle_deploy = p50s["after idle ALLOW"], p50s["after idle deploy"]
+        print(
+            f"{latency_ms:>3} ms, releases before the measured events, p50: first (it creates "
+            f"the repository's decisions/<id>/ and runs/<id>/) ALLOW "
+            f"{p50s['first ALLOW']:.1f} ms, deploy {p50s['first deploy']:.1f} ms; after the "
+            f"instance idled {IDLE_S * 1000:.0f} ms ALLOW {idle_allow:.1f} ms, deploy "
+            f"{idle_deploy:.1f} ms"
+            + (
+                f" ({idle_allow / own['ALLOW']:.2f}x and {idle_deploy / own['deploy']:.2f}x "
+                f"the measured events' own I/O, which is replayed without a pause)"
+                if latency_ms == 0
+                else ""
+            )
+        )
     for kind in KINDS:
         first = traced[kind][0]
         shapes = {(len(t.puts), len(t.rounds()), len(t.spans)) for t in traced[kind]}
@@ -664,6 +768,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
     private, public = rsa_key_pair()
     rows: list[Row] = []
+    earlier: dict[int, dict[str, float]] = {}
     with (
         tempfile.TemporaryDirectory(prefix="bench-webhook-") as tmp,
         FakeGitHub(app_id=APP_ID, public_key_pem=public) as fake,
@@ -690,6 +795,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
                         warmup=args.warmup,
                     )
                     rows += [make_row(latency_ms, k, samples[k], traced[k]) for k in KINDS]
+                    earlier[latency_ms] = {
+                        kind: percentile([s.seconds for s in samples[kind]], 0.5) * 1000
+                        for kind in EARLIER_KINDS
+                    }
                 fake.latency_s = 0.0
                 ping_s = ping_floor(served.url, args.events * 2)
         finally:
@@ -707,6 +816,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
             events=args.events,
             cold=cold,
             ping_s=ping_s,
+            earlier=earlier,
         )
     return rows
 

@@ -718,7 +718,7 @@ def print_report(
         print(
             f"  {kind:6} rounds {_describe_rounds(fake, first)} | puts "
             f"{', '.join(f'{k} x{c}' for k, c in by_key.items())}; {first.gets} gets | "
-            f"in-process at {INSTRUMENTED_LATENCY_S * 1000:.0f} ms: {in_process:.0f} ms"
+            f"in-process at {INSTRUMENTED_LATENCY_S * 1000:.0f} ms: {in_process:.1f} ms"
         )
     allow_rt = [r for r in rows if r.kind == "ALLOW" and r.round_trips_p50 is not None]
     for row in allow_rt:
